@@ -1,0 +1,1 @@
+"""Shared glue for the himtok apps (data sources, run directories, reports)."""

@@ -1,0 +1,3 @@
+"""Optional SAM refinement of HiMTok masks (transformers' SAM)."""
+
+__version__ = "0.0.0"

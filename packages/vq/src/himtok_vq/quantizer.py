@@ -1,0 +1,202 @@
+"""Nearest-neighbour vector quantizer with an l2-normalised, optionally reparameterised codebook.
+
+The effective codebook is ``C = embedding_proj(embedding.weight)`` (SimVQ-style linear reparameterisation).
+With ``l2_norm`` both the inputs and the codes are projected onto the unit sphere before the nearest-code
+search, which makes the search a cosine-similarity search and keeps every code reachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Reparam = Literal["linear", "none", "frozen_base"]
+
+
+@dataclass
+class QuantizerAux:
+    """Side outputs of a quantizer call. Losses are scalars; ``usage`` is the fraction of codes used."""
+
+    loss: Tensor
+    commitment_loss: Tensor
+    codebook_loss: Tensor
+    perplexity: Tensor
+    usage: Tensor
+
+    def __getitem__(self, key: str) -> Tensor:  # dict-style access, as in other VQ libraries
+        return getattr(self, key)
+
+
+def check_vectors(z: Tensor, dim: int, name: str = "z") -> None:
+    """Raise ``ValueError`` naming the problem when ``z`` is not a non-empty finite float tensor [..., dim]."""
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if not z.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got dtype {z.dtype}")
+    if z.ndim == 0 or z.shape[-1] != dim:
+        raise ValueError(f"{name} must have shape [..., {dim}] (channel-last), got {tuple(z.shape)}")
+    if z.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(z.shape)})")
+    if not torch.isfinite(z).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+
+
+def code_histogram(indices: Tensor, codebook_size: int) -> Tensor:
+    """Counts per code (float32) of a LongTensor of indices of any shape."""
+    return torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
+
+
+def perplexity_from_counts(counts: Tensor) -> Tensor:
+    """exp(entropy) of the empirical code distribution; 1 when one code is used, K when all are used evenly."""
+    probs = counts / counts.sum().clamp_min(1.0)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
+    return entropy.exp()
+
+
+class VectorQuantizer(nn.Module):
+    """``quantized, indices, aux = vq(z)`` for ``z`` of shape ``[..., dim]``.
+
+    Args:
+        codebook_size: number of codes K.
+        dim: code dimension d.
+        l2_norm: l2-normalise inputs and codes (cosine search), as the official HiMTok quantizer does.
+        reparam: ``"linear"``: table and a bias-free d x d projection, both trainable (official HiMTok);
+            ``"frozen_base"``: frozen Gaussian table, trainable projection (SimVQ paper);
+            ``"none"``: a plain trainable table.
+        commitment: weight beta of the commitment loss ``||sg[q] - z||^2``.
+        codebook_weight: weight of the codebook loss ``||q - sg[z]||^2``.
+        dead_code_threshold: when set, codes whose running usage (EMA of counts per batch) falls below it
+            are re-initialised from vectors of the current batch during training.
+        usage_decay: decay of the running usage counts used by the dead-code restart.
+
+    Distances and the argmin are computed in float32 whatever the autocast state; ``quantized`` comes back in
+    the dtype of ``z``. Gradients reach ``z`` through the straight-through estimator and the codebook through
+    the codebook loss.
+    """
+
+    def __init__(
+        self,
+        codebook_size: int = 1024,
+        dim: int = 12,
+        *,
+        l2_norm: bool = True,
+        reparam: Reparam = "linear",
+        commitment: float = 0.01,
+        codebook_weight: float = 1.0,
+        dead_code_threshold: float | None = None,
+        usage_decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        if codebook_size < 1 or dim < 1:
+            raise ValueError(f"codebook_size and dim must be positive, got {codebook_size} and {dim}")
+        if reparam not in ("linear", "none", "frozen_base"):
+            raise ValueError(f"reparam must be 'linear', 'none' or 'frozen_base', got {reparam!r}")
+        self.codebook_size = codebook_size
+        self.dim = dim
+        self.l2_norm = l2_norm
+        self.reparam = reparam
+        self.commitment = commitment
+        self.codebook_weight = codebook_weight
+        self.dead_code_threshold = dead_code_threshold
+        self.usage_decay = usage_decay
+
+        self.embedding = nn.Embedding(codebook_size, dim)
+        if reparam == "frozen_base":
+            nn.init.normal_(self.embedding.weight, std=dim**-0.5)
+            self.embedding.weight.requires_grad_(False)
+        else:
+            nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+        self.embedding_proj: nn.Linear | None = (
+            nn.Linear(dim, dim, bias=False) if reparam != "none" else None
+        )
+        # Running usage for dead-code restart. Not persistent: the state dict stays exactly the official keys.
+        self.register_buffer("usage_ema", torch.ones(codebook_size), persistent=False)
+
+    # ------------------------------------------------------------------ codebook views
+    @property
+    def codebook(self) -> Tensor:
+        """The effective, un-normalised codebook C [K, d] (with gradients)."""
+        weight = self.embedding.weight
+        return self.embedding_proj(weight) if self.embedding_proj is not None else weight
+
+    def normalized_codebook(self) -> Tensor:
+        """The codebook the nearest-code search uses: C in float32, l2-normalised when ``l2_norm``."""
+        codebook = self.codebook.float()
+        return F.normalize(codebook, dim=-1) if self.l2_norm else codebook
+
+    # ------------------------------------------------------------------ lookups
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """Hard codes for integer indices of any shape: ``[...] -> [..., d]``, normalised exactly as in forward."""
+        self._check_indices(indices)
+        return self.normalized_codebook()[indices]
+
+    def probs_to_codes(self, probs: Tensor, normalize: bool = False) -> Tensor:
+        """Soft codes ``probs @ C`` for probabilities ``[..., K]``.
+
+        By default C is the un-normalised codebook, as the official HiMTok LMM path does; with
+        ``normalize=True`` the l2-normalised codebook is used, which makes a one-hot row equal the hard code.
+        """
+        if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
+            raise ValueError("probs must be a floating-point tensor [..., codebook_size]")
+        if probs.ndim == 0 or probs.shape[-1] != self.codebook_size:
+            raise ValueError(
+                f"probs must have shape [..., {self.codebook_size}], got {tuple(probs.shape)}"
+            )
+        codebook = self.normalized_codebook() if normalize else self.codebook
+        return probs @ codebook.to(probs.dtype)
+
+    def _check_indices(self, indices: Tensor) -> None:
+        if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.int64, torch.int32):
+            raise ValueError("indices must be an integer (int64 or int32) tensor")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
+            raise ValueError(
+                f"indices must lie in [0, {self.codebook_size}), got range "
+                f"[{int(indices.min())}, {int(indices.max())}]"
+            )
+
+    # ------------------------------------------------------------------ search
+    def nearest(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Float32 nearest-code search. Returns (normalised z [N, d], codebook used [K, d], indices [N])."""
+        flat = z.reshape(-1, self.dim).float()
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            codebook = self.normalized_codebook()
+            if self.l2_norm:
+                flat = F.normalize(flat, dim=-1)
+            # Same expansion as the official quantizer: ||z||^2 + ||c||^2 - 2 z.c
+            distances = (
+                flat.pow(2).sum(dim=1, keepdim=True)
+                + codebook.pow(2).sum(dim=1)
+                - 2.0 * flat @ codebook.t()
+            )
+            indices = distances.argmin(dim=1)
+        return flat, codebook, indices
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, QuantizerAux]:
+        check_vectors(z, self.dim)
+        flat, codebook, indices = self.nearest(z)
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            codes = codebook[indices]
+            commitment_loss = self.commitment * F.mse_loss(codes.detach(), flat)
+            codebook_loss = F.mse_loss(codes, flat.detach())
+            loss = commitment_loss + self.codebook_weight * codebook_loss
+            straight_through = flat + (codes - flat).detach()
+
+        counts = code_histogram(indices.detach(), self.codebook_size)
+        if self.training and self.dead_code_threshold is not None:
+            from himtok_vq.restart import restart_dead_codes
+
+            restart_dead_codes(self, flat.detach(), counts)
+
+        aux = QuantizerAux(
+            loss=loss,
+            commitment_loss=commitment_loss,
+            codebook_loss=codebook_loss,
+            perplexity=perplexity_from_counts(counts),
+            usage=(counts > 0).float().mean(),
+        )
+        quantized = straight_through.view(*z.shape).to(z.dtype)
+        return quantized, indices.view(z.shape[:-1]), aux
