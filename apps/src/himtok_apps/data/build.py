@@ -1,0 +1,35 @@
+"""Turn parsed ``--data`` specs into mask sources."""
+
+from __future__ import annotations
+
+from himtok_apps.data.coco import CocoSource
+from himtok_apps.data.errors import SkipCounter
+from himtok_apps.data.jsonl import JsonlSource
+from himtok_apps.data.labelmap import LabelMapSource
+from himtok_apps.data.pngdir import PngDirSource
+from himtok_apps.data.source import MaskSource
+from himtok_apps.data.spec import DataSpec
+
+
+def build_source(spec: DataSpec, skips: SkipCounter | None = None) -> MaskSource:
+    """The source a spec names; a source that holds no usable mask raises ``ValueError``."""
+    common = {"context": spec.context, "limit": spec.limit, "skips": skips, "name": spec.text}
+    source: MaskSource
+    if spec.kind == "coco":
+        source = CocoSource(
+            spec.path, spec.extra, min_area=spec.min_area, crowd=bool(spec.options.get("crowd", 0)), **common
+        )
+    elif spec.kind == "pngdir":
+        source = PngDirSource(spec.path, min_area=spec.min_area, **common)
+    elif spec.kind == "labelmap":
+        ignore = spec.options.get("ignore")
+        source = LabelMapSource(
+            spec.path, spec.extra, ignore=list(ignore) if ignore else None, min_area=spec.min_area, **common
+        )
+    elif spec.kind == "jsonl":
+        source = JsonlSource(spec.path, spec.extra, **common)
+    else:  # parse_data_spec only lets the known kinds through
+        raise ValueError(f"unknown data kind {spec.kind!r}")
+    if len(source) == 0:
+        raise ValueError(f"--data {spec.text!r}: no usable mask found")
+    return source
