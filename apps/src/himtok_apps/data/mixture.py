@@ -28,7 +28,7 @@ class MaskMixture:
         weights: Sequence[float] | None = None,
         *,
         seed: int = 0,
-        augment: AugmentConfig = AugmentConfig(),
+        augment: AugmentConfig | None = None,
         skips: SkipCounter | None = None,
     ) -> None:
         if not sources:
@@ -40,7 +40,7 @@ class MaskMixture:
         total = sum(weights)
         self.probs = np.array([w / total for w in weights])
         self.seed = seed
-        self.augment = augment
+        self.augment = augment if augment is not None else AugmentConfig()
         self.skips = skips if skips is not None else SkipCounter()
 
     def __len__(self) -> int:
