@@ -1,5 +1,36 @@
 """Prompt templates and a never-crashing response parser for HiMTok mask-token conversations (pure Python)."""
 
+from himtok_prompt_templates.families import FAMILIES, PhrasingSet, TemplateFamily, slots_of
+from himtok_prompt_templates.grid import (
+    GRID_MAX,
+    box_to_grid,
+    format_box,
+    format_grid_box,
+    format_grid_point,
+    format_points,
+    grid_to_box,
+    grid_to_point,
+    point_to_grid,
+)
+from himtok_prompt_templates.parser import parse_response
+from himtok_prompt_templates.response import (
+    MaskSpan,
+    ParsedBox,
+    ParsedPoint,
+    ParsedRef,
+    ParsedResponse,
+    Problem,
+)
+from himtok_prompt_templates.sample import Sample, Target
+from himtok_prompt_templates.tasks import (
+    STYLES,
+    TASK_ALIASES,
+    TASKS,
+    Conversation,
+    Task,
+    build_conversation,
+    get_task,
+)
 from himtok_prompt_templates.tokens import (
     BOX_END,
     BOX_START,
@@ -25,6 +56,8 @@ __all__ = [
     "BOX_END",
     "BOX_START",
     "CODEBOOK_SIZE",
+    "FAMILIES",
+    "GRID_MAX",
     "IMAGE_TOKEN",
     "MASK_TOKEN_PATTERN",
     "MT_END",
@@ -34,9 +67,36 @@ __all__ = [
     "POINT_START",
     "REF_END",
     "REF_START",
+    "STYLES",
+    "TASKS",
+    "TASK_ALIASES",
+    "Conversation",
+    "MaskSpan",
+    "ParsedBox",
+    "ParsedPoint",
+    "ParsedRef",
+    "ParsedResponse",
+    "PhrasingSet",
+    "Problem",
+    "Sample",
+    "Target",
+    "Task",
+    "TemplateFamily",
     "__version__",
+    "box_to_grid",
+    "build_conversation",
+    "format_box",
+    "format_grid_box",
+    "format_grid_point",
     "format_mask_tokens",
+    "format_points",
+    "get_task",
+    "grid_to_box",
+    "grid_to_point",
     "mask_token",
     "mask_vocabulary",
+    "parse_response",
     "placeholder_tokens",
+    "point_to_grid",
+    "slots_of",
 ]
