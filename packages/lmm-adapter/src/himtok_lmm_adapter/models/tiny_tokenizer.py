@@ -17,7 +17,14 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 PAD = "<|endoftext|>"
 # The InternVL2.5 special tokens that the official code also lists (they exist before the mask tokens).
-INTERNVL_SPECIALS = (PAD, IM_START, IM_END, IMAGE_START, IMAGE_END, IMAGE_CONTEXT, VIDEO) + (
+INTERNVL_SPECIALS = (
+    PAD,
+    IM_START,
+    IM_END,
+    IMAGE_START,
+    IMAGE_END,
+    IMAGE_CONTEXT,
+    VIDEO,
     "<quad>",
     "</quad>",
     "<ref>",
