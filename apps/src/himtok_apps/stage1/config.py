@@ -1,0 +1,132 @@
+"""Every setting of a stage-1 run as one plain dataclass (saved as ``run_config.json`` in the run folder)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+APPS_DIR = Path(__file__).resolve().parents[3]
+SAMPLE_DIR = APPS_DIR / "data" / "coco-masks"
+DEFAULT_TRAIN_DATA = [f"coco:{SAMPLE_DIR / 'instances_train.json'}"]
+DEFAULT_VAL_DATA = [f"coco:{SAMPLE_DIR / 'instances_val.json'}"]
+PRESETS = ("tiny", "small", "base", "large")
+LAYOUTS = ("causal", "official")
+HML_SCHEDULES = ("paper", "official", "resize")
+EVAL_LENGTHS = (1, 2, 4, 8, 16, 32)
+
+# Settings a resumed run may change; everything else must match the interrupted run.
+RESUMABLE_OVERRIDES = frozenset(
+    {"max_steps", "max_minutes", "device", "halt_after", "log_every", "eval_every", "ckpt_every", "resume"}
+)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"
+    layout: str = "causal"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: list[str] = field(default_factory=lambda: list(DEFAULT_TRAIN_DATA))
+    val_data: list[str] = field(default_factory=lambda: list(DEFAULT_VAL_DATA))
+    val_size: int | None = None  # None: every validation mask (the final evaluation always uses all)
+    val_size_during: int = 96  # masks used by the periodic evaluations
+    max_steps: int = 3000
+    max_minutes: float | None = 12.0  # wall-clock budget of the training loop; the schedule follows it
+    batch_size: int = 16
+    out: str | None = None
+    resume: str | None = None
+    init_from_official: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    deepspeed: str | None = None
+    # optimisation
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.0  # EMA decay of the weights (0: off); evaluation uses the EMA weights when on
+    # loss
+    hml_schedule: str = "paper"
+    hml_levels: int = 3
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    vq_weight: float = 1.0
+    # monitoring and checkpoints
+    log_every: int = 25
+    eval_every: int = 500
+    ckpt_every: int = 250
+    keep_checkpoints: int = 2
+    collapse_usage: float = 0.02  # warn when fewer than this fraction of codes are used in a log window
+    halt_after: int | None = None  # stop after this many steps as if interrupted (resume testing)
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a one-line message for the first bad setting."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r} (choose from {', '.join(LAYOUTS)})")
+        if self.hml_schedule not in HML_SCHEDULES:
+            raise ValueError(
+                f"unknown HML schedule {self.hml_schedule!r} (choose from {', '.join(HML_SCHEDULES)})"
+            )
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"--device must be cpu or cuda, got {self.device!r}")
+        positive = {
+            "max_steps": self.max_steps,
+            "batch_size": self.batch_size,
+            "log_every": self.log_every,
+            "eval_every": self.eval_every,
+            "ckpt_every": self.ckpt_every,
+            "keep_checkpoints": self.keep_checkpoints,
+            "val_size_during": self.val_size_during,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        for name in ("val_size", "halt_after", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes}")
+        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
+            )
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("--warmup-steps, --weight-decay and --grad-clip must be non-negative")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"--ema is a decay in [0, 1), got {self.ema}")
+        if not 0 <= self.hml_levels < 32:
+            raise ValueError(f"--hml-levels must lie in 0..31, got {self.hml_levels}")
+        if not self.data:
+            raise ValueError("--data needs at least one source")
+        if not self.val_data:
+            raise ValueError("--val-data needs at least one source")
+        for name in ("init_from_official", "deepspeed"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).exists():
+                raise ValueError(f"--{name.replace('_', '-')} {value!r} does not exist")
+        if self.resume is not None and not (Path(self.resume) / "run_config.json").is_file():
+            raise ValueError(f"--resume {self.resume!r} is not a stage-1 run folder (no run_config.json)")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise ValueError(f"cannot read the run configuration {path}: {error}") from None

@@ -1,0 +1,67 @@
+"""Validation: reconstruct held-out masks from 1, 2, 4, ... 32 tokens and score them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.metrics import boundary_iou, iou
+
+
+@dataclass
+class Evaluation:
+    per_length: dict[int, dict[str, float]]  # L -> {"miou", "boundary_iou"}
+    ious: dict[int, np.ndarray]  # L -> per-sample IoU [N]
+    codes: dict[str, object]  # usage / perplexity / entropy of the validation codes
+    examples: dict[int, np.ndarray]  # L -> reconstructions of the first few masks [k, S, S]
+
+    def metrics(self) -> dict[str, object]:
+        return {
+            "per_length": {str(k): v for k, v in self.per_length.items()},
+            "codes": {k: v for k, v in self.codes.items() if k != "entropy_bits"},
+        }
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    masks: Tensor,
+    lengths: Sequence[int],
+    batch_size: int = 64,
+    keep_examples: int = 0,
+    autocast: bool = False,
+) -> Evaluation:
+    """Encode ``masks`` [N, S, S] once, decode every prefix length, and average IoU / boundary IoU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    counter = CodeCounter(model.config.num_latent_tokens, model.config.codebook_size)  # type: ignore[union-attr]
+    ious: dict[int, list[Tensor]] = {n: [] for n in lengths}
+    bious: dict[int, list[Tensor]] = {n: [] for n in lengths}
+    examples: dict[int, list[Tensor]] = {n: [] for n in lengths}
+    try:
+        for start in range(0, masks.shape[0], batch_size):
+            target = masks[start : start + batch_size].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                tokens = model.encode(target)  # type: ignore[operator]
+                counter.update(tokens)
+                for n in lengths:
+                    probs = model.decode(tokens[:, :n]).float()  # type: ignore[operator]
+                    ious[n].append(iou(probs, target).cpu())
+                    bious[n].append(boundary_iou(probs, target).cpu())
+                    if start == 0 and keep_examples:
+                        examples[n].append(probs[:keep_examples].cpu())
+    finally:
+        model.train(was_training)
+    per_sample = {n: torch.cat(ious[n]).numpy() for n in lengths}
+    per_length = {
+        n: {"miou": float(per_sample[n].mean()), "boundary_iou": float(torch.cat(bious[n]).mean())}
+        for n in lengths
+    }
+    kept = {n: torch.cat(examples[n]).numpy() for n in lengths if examples[n]}
+    return Evaluation(per_length=per_length, ious=per_sample, codes=counter.summary(), examples=kept)

@@ -1,0 +1,464 @@
+"""The stage-1 training loop: masks -> tokenizer -> HML + VQ loss, with validation, checkpoints and a report.
+
+Read top to bottom: ``train`` builds everything (run folder, data, model, optimizer), optionally restores a
+checkpoint, runs ``Trainer.fit`` and writes the final checkpoint and report. Every random choice of a step
+(data, augmentation, HML levels, dead-code restarts) is drawn from seeds derived from ``(seed, step, rank)``,
+so a resumed run replays exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from himtok_hml_loss import HierarchicalMaskLoss, sample_levels
+from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig
+from torch import nn
+from tqdm import tqdm
+
+from himtok_apps.data import MaskMixture, SkipCounter, build_source, parse_data_spec, render_validation
+from himtok_apps.stage1 import distributed as D
+from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, swap_directory
+from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
+from himtok_apps.stage1.evaluate import Evaluation, evaluate
+from himtok_apps.stage1.report import write_report
+from himtok_apps.stage1.schedule import WarmupCosine
+
+REPORT_EXAMPLES = 6
+
+
+class TrainingStopped(RuntimeError):
+    """The run stopped on purpose (non-finite loss); the message says why and where the last checkpoint is."""
+
+
+def step_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([abs(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def default_out_dir() -> Path:
+    return Path("runs") / f"stage1-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_model(config: TrainConfig) -> MaskTokenizer:
+    model_config = MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+    if config.init_from_official:
+        return MaskTokenizer.from_official(config.init_from_official, model_config)
+    torch.manual_seed(config.seed)
+    return MaskTokenizer(model_config)
+
+
+def weights_digest(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    persistent = set(model.state_dict())
+    return {name: buf for name, buf in model.named_buffers() if name not in persistent}
+
+
+class Trainer:
+    """Holds the live objects of a run; ``fit`` runs the loop from ``self.step`` to the end."""
+
+    def __init__(self, config: TrainConfig, out: Path, info: D.DistInfo) -> None:
+        self.config = config
+        self.out = out
+        self.info = info
+        self.skips = SkipCounter()
+        self.warnings: list[str] = []
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.stop_reason = "max steps"
+
+        specs = [parse_data_spec(text) for text in config.data]
+        sources = [build_source(spec, self.skips) for spec in specs]
+        self.mixture = MaskMixture(sources, [s.weight for s in specs], seed=config.seed, skips=self.skips)
+        self.val_sources = [build_source(parse_data_spec(text), self.skips) for text in config.val_data]
+        self.val_masks: torch.Tensor | None = None
+
+        self.model = build_model(config).to(info.device)
+        self.model.train()
+        self.counter = CodeCounter(self.model.config.num_latent_tokens, self.model.config.codebook_size)
+        self.hml = HierarchicalMaskLoss(
+            bce_weight=config.bce_weight,
+            dice_weight=config.dice_weight,
+            schedule=config.hml_schedule,
+            n_levels=config.hml_levels,
+            max_len=self.model.config.num_latent_tokens,
+        )
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": config.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=config.lr,
+            betas=(0.9, 0.99),
+        )
+        budget = config.max_minutes * 60 if config.max_minutes else None
+        self.scheduler = WarmupCosine(
+            self.optimizer, config.lr, config.max_steps, config.warmup_steps, config.min_lr_ratio, budget
+        )
+        self.ema: dict[str, torch.Tensor] | None = None
+        if config.ema > 0:
+            self.ema = {
+                k: v.detach().clone() for k, v in self.model.state_dict().items() if v.is_floating_point()
+            }
+        self.engine: Any = None
+        self.network: nn.Module = self.model
+        if config.deepspeed:
+            self._init_deepspeed()
+        elif info.enabled:
+            device_ids = [info.local_rank] if info.device.type == "cuda" else None
+            self.network = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _init_deepspeed(self) -> None:
+        try:
+            import deepspeed  # type: ignore[import-not-found]
+        except ImportError:
+            raise ValueError("--deepspeed needs DeepSpeed: pip install 'himtok-apps[deepspeed]'") from None
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=self.model, optimizer=self.optimizer, config=self.config.deepspeed
+        )
+        self.scheduler.optimizer = self.optimizer
+        self.network = self.engine
+
+    def validation_masks(self) -> torch.Tensor:
+        if self.val_masks is None:
+            size = self.model.config.image_size
+            parts = [render_validation(s, self.config.val_size, size, self.skips) for s in self.val_sources]
+            masks = torch.cat(parts)
+            self.val_masks = masks[: self.config.val_size] if self.config.val_size else masks
+        return self.val_masks
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "buffers": {k: v.detach().cpu() for k, v in non_persistent_buffers(self.model).items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": {k: v.cpu() for k, v in self.ema.items()} if self.ema is not None else {},
+            "rng": {"torch": torch.get_rng_state()},
+            "data": {"samples_seen": self.step * self.config.batch_size * self.info.world_size},
+            "codes": self.counter.counts.clone(),
+            "skips": {name: sorted(items) for name, items in self.skips.seen.items()},
+            "warnings": list(self.warnings),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"], strict=True)
+        buffers = dict(self.model.named_buffers())
+        for name, value in state["buffers"].items():
+            buffers[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and state["ema"]:
+            self.ema = {k: v.to(self.info.device) for k, v in state["ema"].items()}
+        torch.set_rng_state(state["rng"]["torch"])
+        self.counter.counts.copy_(state["codes"])
+        for name, items in state["skips"].items():
+            for item in items:
+                self.skips.add(name, item, "restored")
+        self.warnings = list(state["warnings"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+
+    def save(self) -> Path | None:
+        """Rank 0 writes the checkpoint; every rank waits for it."""
+        path = None
+        if self.engine is not None:
+            self.engine.save_checkpoint(
+                str(self.out / "checkpoints" / "deepspeed"), tag=f"step-{self.step:07d}"
+            )
+        if self.info.is_main:
+            path = save_checkpoint(
+                self.out / "checkpoints", self.step, self.state_dict(), self.config.keep_checkpoints
+            )
+            self.export_pretrained()
+        D.barrier(self.info)
+        return path
+
+    def eval_weights(self) -> MaskTokenizer:
+        """The weights to evaluate and export: the EMA copy when EMA is on, else the live model."""
+        if self.ema is None:
+            return self.model
+        model = MaskTokenizer(self.model.config).to(self.info.device)
+        state = self.model.state_dict()
+        state.update(self.ema)
+        model.load_state_dict(state)
+        return model
+
+    def export_pretrained(self) -> Path:
+        tmp = self.out / f".checkpoint.tmp-{os.getpid()}"
+        self.eval_weights().save_pretrained(tmp)
+        final = self.out / "checkpoint"
+        swap_directory(tmp, final)
+        return final
+
+    # ------------------------------------------------------------------ one step
+    def compute_loss(
+        self, masks: torch.Tensor, levels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float], Any]:
+        autocast = self.info.device.type == "cuda"
+        with torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = self.network(masks, levels)
+        hml = self.hml(out.logits.float(), out.targets, levels)
+        loss = hml.total + self.config.vq_weight * out.vq_aux.loss.float()
+        parts = {
+            "hml": float(hml.total.detach()),
+            "hml_full": float(hml.per_level[0].detach()),
+            "vq_loss": float(out.vq_aux.loss.detach()),
+        }
+        return loss, parts, out
+
+    def train_step(self) -> dict[str, float]:
+        config, info = self.config, self.info
+        torch.manual_seed(step_seed(config.seed, self.step, info.rank, 1))  # dead-code restarts, dropout
+        masks = self.mixture.batch(self.step, config.batch_size, info.rank, info.world_size).to(info.device)
+        generator = torch.Generator().manual_seed(step_seed(config.seed, self.step, info.rank, 2))
+        levels = sample_levels(
+            config.hml_levels, self.model.config.num_latent_tokens, 8.0, generator, batch_size=masks.shape[0]
+        ).to(info.device)
+        lr = self.scheduler.apply(self.step, self.elapsed_s)
+        loss, parts, out = self.compute_loss(masks, levels)
+        if D.any_rank(not bool(torch.isfinite(loss.detach())), info):
+            latest = latest_checkpoint(self.out / "checkpoints")
+            where = f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+            raise TrainingStopped(
+                f"stopped: the loss became {float(loss.detach())} at step {self.step} (lr {lr:.3g}); "
+                f"{where}. Lower --lr or check the data, then --resume {self.out}."
+            )
+        if self.engine is not None:
+            self.engine.backward(loss)
+            self.engine.step()
+            grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = config.grad_clip if config.grad_clip > 0 else math.inf
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            self.optimizer.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                state = self.model.state_dict()
+                for name, value in self.ema.items():
+                    value.lerp_(state[name], 1.0 - config.ema)
+        self.counter.update(out.tokens)
+        return {"loss": float(loss.detach()), **parts, "grad_norm": grad_norm, "lr": lr}
+
+    # ------------------------------------------------------------------ monitoring
+    def warn(self, message: str) -> None:
+        self.warnings.append(f"step {self.step}: {message}")
+        if self.info.is_main:
+            tqdm.write(f"WARNING: {message}", file=sys.stderr)
+
+    def log_line(self, record: dict[str, Any]) -> None:
+        if self.info.is_main:
+            with open(self.out / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def code_summary(self) -> dict[str, Any]:
+        counts = D.all_reduce_sum(self.counter.counts, self.info)
+        summary = CodeCounter(*counts.shape)
+        summary.counts = counts
+        return summary.summary()
+
+    def run_validation(self, size: int | None, keep_examples: int = 0) -> Evaluation:
+        masks = self.validation_masks()
+        masks = masks[:size] if size else masks
+        return evaluate(
+            self.eval_weights(),
+            masks,
+            EVAL_LENGTHS,
+            keep_examples=keep_examples,
+            autocast=self.info.device.type == "cuda",
+        )
+
+    def check_validation(self, evaluation: Evaluation) -> None:
+        at = evaluation.per_length
+        if 32 in at and 8 in at and self.step > self.config.warmup_steps and at[32]["miou"] <= at[8]["miou"]:
+            self.warn(
+                f"validation IoU at 32 tokens ({at[32]['miou']:.3f}) no longer beats IoU at 8 tokens "
+                f"({at[8]['miou']:.3f}): the fine tokens carry no information"
+            )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> None:
+        config, info = self.config, self.info
+        bar = tqdm(
+            total=config.max_steps,
+            initial=self.step,
+            disable=not info.is_main,
+            dynamic_ncols=True,
+            unit="step",
+        )
+        window: list[dict[str, float]] = []
+        window_start, window_steps = time.perf_counter(), 0
+        loop_start, elapsed_before = time.perf_counter(), self.elapsed_s
+        while self.step < config.max_steps:
+            if config.halt_after is not None and self.step >= config.halt_after:
+                self.stop_reason = "halted (--halt-after)"
+                break
+            if self.scheduler.budget_s and self.elapsed_s >= self.scheduler.budget_s:
+                self.stop_reason = "time budget (--max-minutes)"
+                break
+            stats = self.train_step()
+            self.step += 1
+            self.elapsed_s = elapsed_before + time.perf_counter() - loop_start
+            window.append(stats)
+            window_steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{stats['lr']:.2g}")
+            if self.step % config.log_every == 0 or self.step == config.max_steps:
+                duration = time.perf_counter() - window_start
+                means = D.all_reduce_mean(
+                    {k: float(np.mean([s[k] for s in window])) for k in window[0]}, info
+                )
+                codes = self.code_summary()
+                rate = window_steps * config.batch_size * info.world_size / max(duration, 1e-9)
+                bar.set_postfix(loss=f"{means['loss']:.3f}", masks_s=f"{rate:.0f}", codes=codes["codes_used"])
+                record: dict[str, Any] = {
+                    "step": self.step,
+                    **{k: round(v, 6) for k, v in means.items()},
+                    "masks_per_s": round(rate, 2),
+                    "elapsed_s": round(self.elapsed_s, 1),
+                    **codes,
+                }
+                if codes["usage"] < config.collapse_usage:
+                    self.warn(
+                        f"codebook usage collapsed: {codes['codes_used']} codes used in the last "
+                        f"{window_steps} steps (perplexity {codes['perplexity']:.1f})"
+                    )
+                if self.step % config.eval_every == 0 and info.is_main:
+                    evaluation = self.run_validation(config.val_size_during)
+                    record["val"] = evaluation.metrics()
+                    self.check_validation(evaluation)
+                    iou32 = evaluation.per_length[32]["miou"]
+                    bar.write(
+                        f"step {self.step}: val mIoU@8 {evaluation.per_length[8]['miou']:.3f} @32 {iou32:.3f}"
+                    )
+                self.log_line(record)
+                self.counter.reset()
+                window, window_start, window_steps = [], time.perf_counter(), 0
+            if self.step % config.ckpt_every == 0:
+                self.save()
+        bar.close()
+
+
+def _prepare_run_folder(config: TrainConfig, info: D.DistInfo) -> Path:
+    out = Path(config.resume or config.out or default_out_dir())
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_config.json").write_text(config.to_json() + "\n")
+    D.barrier(info)
+    return out
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint a run resumes from (they will be logged again)."""
+    if not path.is_file():
+        return
+    kept = [
+        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
+    ]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def train(config: TrainConfig) -> dict[str, Any] | None:
+    """Run (or resume) a stage-1 training; returns the summary on rank 0 (None on other ranks)."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    info = D.setup(config.device)
+    try:
+        if config.resume is not None:
+            config.out = config.resume
+        out = _prepare_run_folder(config, info)
+        trainer = Trainer(config, out, info)
+        if config.resume is not None:
+            checkpoint = latest_checkpoint(out / "checkpoints")
+            if checkpoint is not None:
+                trainer.load_state_dict(load_checkpoint(checkpoint))
+                if trainer.engine is not None:
+                    trainer.engine.load_checkpoint(
+                        str(out / "checkpoints" / "deepspeed"), tag=checkpoint.name
+                    )
+                if info.is_main:
+                    _truncate_metrics(out / "metrics.jsonl", trainer.step)
+                    tqdm.write(f"resumed from {checkpoint} (step {trainer.step})", file=sys.stderr)
+        elif info.is_main:
+            (out / "metrics.jsonl").write_text("")
+        D.barrier(info)
+        trainer.fit()
+        if trainer.stop_reason.startswith("halted"):
+            return None  # as if killed: nothing more is written
+        trainer.save()
+        return finish(trainer)
+    finally:
+        D.teardown(info)
+
+
+def finish(trainer: Trainer) -> dict[str, Any] | None:
+    """Final validation on every validation mask, the report, and the cross-rank weight check."""
+    info = trainer.info
+    digest = weights_digest(trainer.model)
+    if info.enabled:
+        ranks = trainer.out / "ranks"
+        ranks.mkdir(exist_ok=True)
+        (ranks / f"rank-{info.rank}.json").write_text(
+            json.dumps({"rank": info.rank, "sha256": digest}) + "\n"
+        )
+        digests: list[Any] = [None] * info.world_size
+        torch.distributed.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            raise TrainingStopped(f"ranks ended with different weights: {digests}")
+    if not info.is_main:
+        return None
+    evaluation = trainer.run_validation(trainer.config.val_size, keep_examples=REPORT_EXAMPLES)
+    trainer.check_validation(evaluation)
+    summary: dict[str, Any] = {
+        "steps": trainer.step,
+        "stop_reason": trainer.stop_reason,
+        "train_seconds": round(trainer.elapsed_s, 1),
+        "world_size": info.world_size,
+        "validation": {
+            "masks": int(trainer.validation_masks().shape[0]),
+            "sources": trainer.config.val_data,
+            **evaluation.metrics(),
+        },
+        "training_codes": trainer.code_summary(),
+        "skipped": trainer.skips.summary(),
+        "warnings": trainer.warnings,
+        "weights_sha256": digest,
+        "config": asdict(trainer.config),
+        "model_config": trainer.model.config.to_dict(),
+    }
+    masks = trainer.validation_masks()[:REPORT_EXAMPLES].numpy()
+    ious = {n: v[:REPORT_EXAMPLES] for n, v in evaluation.ious.items()}
+    title = f"{trainer.config.preset} {trainer.config.layout}, {trainer.step} steps"
+    write_report(trainer.out / "report", summary, masks, evaluation.examples, ious, title)
+    line = "  ".join(f"@{n} {v['miou']:.3f}" for n, v in evaluation.per_length.items())
+    skipped = trainer.skips.count()
+    tqdm.write(f"validation mIoU {line}", file=sys.stderr)
+    tqdm.write(f"skipped unreadable items: {skipped}; run folder: {trainer.out}", file=sys.stderr)
+    return summary
