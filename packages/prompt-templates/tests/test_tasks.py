@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 RESERVED = ("<|mt_", "<ref>", "</ref>", "<box>", "</box>", "<point>", "</point>", "<image>")
 
-phrases = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=24).filter(
+phrases = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=24).filter(
     lambda s: s.strip() != "" and not any(r in s for r in RESERVED)
 )
 one_line_phrases = phrases.filter(lambda s: "\n" not in s)
@@ -43,8 +43,8 @@ def case(draw, task):
     width, height, box, points = draw(image_box_points())
     grid_box = box_to_grid(box, width, height)
     grid_points = [point_to_grid(p, width, height) for p in points]
-    human = {"masks": [], "boxes": [], "points": [], "refs": []}
-    gpt = {"masks": [], "boxes": [], "points": [], "refs": [], "answers": ()}
+    human: dict[str, object] = {"masks": [], "boxes": [], "points": [], "refs": []}
+    gpt: dict[str, object] = {"masks": [], "boxes": [], "points": [], "refs": [], "answers": ()}
     sample = Sample(expression=expression, tokens=tokens, box=box, points=points, width=width, height=height)
     if task in ("segment", "segment_then_box", "box", "segment_n_tokens", "exists"):
         human["refs"] = [expression]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Iterable
+from typing import SupportsIndex
 
 MT_START = "<|mt_start|>"
 MT_END = "<|mt_end|>"
@@ -56,7 +57,7 @@ def placeholder_tokens(n: int = NUM_MASK_TOKENS) -> tuple[int, ...]:
     return (0,) * length
 
 
-def format_mask_tokens(tokens: Iterable[int], codebook_size: int = CODEBOOK_SIZE) -> str:
+def format_mask_tokens(tokens: Iterable[SupportsIndex], codebook_size: int = CODEBOOK_SIZE) -> str:
     """``<|mt_start|><|mt_a|>...<|mt_end|>`` for a non-empty sequence of ints in ``[0, codebook_size)``.
 
     Accepts any iterable of integer-likes (lists, tuples, numpy arrays, 1-D integer tensors).
@@ -84,6 +85,6 @@ def _as_index(value: object, what: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{what} must be an int, got a bool")
     try:
-        return operator.index(value)  # type: ignore[call-overload]
+        return operator.index(value)  # type: ignore[arg-type]
     except TypeError as err:
         raise ValueError(f"{what} must be an int, got {type(value).__name__} {value!r}") from err
