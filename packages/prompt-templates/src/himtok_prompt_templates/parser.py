@@ -32,9 +32,14 @@ from himtok_prompt_templates.response import (
 )
 from himtok_prompt_templates.tokens import CODEBOOK_SIZE, NUM_MASK_TOKENS
 
+# A run of mask tokens (whitespace between them allowed) is one match: the run cannot start with whitespace and
+# each repetition starts with "<", so the possessive groups never backtrack.
 _LEXER = re.compile(
-    r"<\|mt_(?:(?P<start>start)|(?P<end>end)|(?P<index>\d++))\|>|<(?P<close>/?)(?P<tag>ref|box|point)>"
+    r"(?P<run><\|mt_\d++\|>(?:\s*+<\|mt_\d++\|>)*+)"
+    r"|<\|mt_(?:(?P<start>start)|(?P<end>end))\|>"
+    r"|<(?P<close>/?)(?P<tag>ref|box|point)>"
 )
+_RUN_DIGITS = re.compile(r"\d++")
 _NUMBER = re.compile(r"([-+]?)(\d++)(?:\.\d++)?")
 _COORD_PUNCTUATION = frozenset("[](), \t\r\n")
 # A yes/no answer opens a sentence: at the very start, or after . ! ? ; : or a newline (then spaces, quotes, *).
@@ -119,8 +124,8 @@ class _Parser:
     # --- structural tokens ----------------------------------------------------------------------------------
     def _token(self, match: re.Match[str]) -> None:
         offset = match.start()
-        if match.group("index") is not None:
-            self._mask_token(match)
+        if match.group("run") is not None:
+            self._mask_tokens(match)
         elif match.group("start") is not None:
             self._interrupt(offset, "<|mt_start|>")
             self.span = _OpenSpan(start=offset, end=match.end())
@@ -136,20 +141,21 @@ class _Parser:
         else:
             self._tag(match)
 
-    def _mask_token(self, match: re.Match[str]) -> None:
-        digits = match.group("index")
+    def _mask_tokens(self, match: re.Match[str]) -> None:
+        ids = _RUN_DIGITS.findall(match.group("run"))
         if self.span is None:
             self._close_tag(match.start(), "a mask token")
             count, offset = self.stray if self.stray is not None else (0, match.start())
-            self.stray = (count + 1, offset)
+            self.stray = (count + len(ids), offset)
             return
         self.span.end = match.end()
-        canonical = digits == "0" or not digits.startswith("0")
-        if canonical and len(digits) <= _MAX_ID_DIGITS and int(digits) < self.codebook_size:
-            self.span.tokens.append(int(digits))
-        else:
-            shown = digits if len(digits) <= _MAX_ID_DIGITS else digits[:_MAX_ID_DIGITS] + "..."
-            self.span.invalid.append(shown)
+        for digits in ids:
+            canonical = digits == "0" or digits[0] != "0"
+            if canonical and len(digits) <= _MAX_ID_DIGITS and int(digits) < self.codebook_size:
+                self.span.tokens.append(int(digits))
+            else:
+                shown = digits if len(digits) <= _MAX_ID_DIGITS else digits[:_MAX_ID_DIGITS] + "..."
+                self.span.invalid.append(shown)
 
     def _tag(self, match: re.Match[str]) -> None:
         kind, closing, offset = match.group("tag"), match.group("close") == "/", match.start()
