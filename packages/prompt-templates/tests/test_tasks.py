@@ -220,3 +220,22 @@ def test_bad_style_and_seed():
         build_conversation("segment", {"expression": "a", "tokens": [1]}, 0, style="fancy")
     with pytest.raises(ValueError, match="seed"):
         build_conversation("segment", {"expression": "a", "tokens": [1]}, 1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 32])
+def test_segment_n_tokens_states_and_keeps_the_count(n):
+    codes = list(range(100, 132))
+    for seed in range(12):
+        human, gpt = build_conversation(
+            "segment_n_tokens", {"expression": "cat", "tokens": codes, "n_tokens": n}, seed
+        )
+        assert str(n) in human["value"]
+        parsed = parse_response(gpt["value"], expected_length=n)
+        assert parsed.clean and parsed.mask_tokens == tuple(codes[:n])
+
+
+def test_mask_perception_letters_match_the_options():
+    sample = {"tokens": [9] * 32, "options": ["left dog", "right dog", "the cat"], "answer": "the cat"}
+    human, gpt = build_conversation("mask_perception", sample, 4, style="official")
+    assert human["value"].endswith("A. left dog\nB. right dog\nC. the cat")
+    assert gpt["value"] == "The answer is C. <ref>the cat</ref>."
