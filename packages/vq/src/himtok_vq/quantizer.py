@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from himtok_vq.restart import restart_dead_codes, update_usage
+from himtok_vq.search import nearest_code_indices
+
 Reparam = Literal["linear", "none", "frozen_base"]
 
 
@@ -45,6 +48,17 @@ def check_vectors(z: Tensor, dim: int, name: str = "z") -> None:
         raise ValueError(f"{name} contains NaN or inf values")
 
 
+def check_indices(indices: Tensor, codebook_size: int, name: str = "indices") -> None:
+    """Raise ``ValueError`` naming the problem when ``indices`` is not an int64/int32 tensor in [0, K)."""
+    if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.int64, torch.int32):
+        kind = indices.dtype if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise ValueError(f"{name} must be an integer (int64 or int32) tensor, got {kind}")
+    if indices.numel():
+        low, high = int(indices.min()), int(indices.max())
+        if low < 0 or high >= codebook_size:
+            raise ValueError(f"{name} must lie in [0, {codebook_size}), got range [{low}, {high}]")
+
+
 def code_histogram(indices: Tensor, codebook_size: int) -> Tensor:
     """Counts per code (float32) of a LongTensor of indices of any shape."""
     return torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
@@ -69,14 +83,26 @@ class VectorQuantizer(nn.Module):
             ``"none"``: a plain trainable table.
         commitment: weight beta of the commitment loss ``||sg[q] - z||^2``.
         codebook_weight: weight of the codebook loss ``||q - sg[z]||^2``.
-        dead_code_threshold: when set, codes whose running usage (EMA of counts per batch) falls below it
-            are re-initialised from vectors of the current batch during training.
-        usage_decay: decay of the running usage counts used by the dead-code restart.
+        dead_code_threshold: when set, codes whose running usage (EMA of their count per batch, summed over
+            ranks under torch.distributed) falls below it are re-initialised from vectors of the current batch
+            during training (see :func:`himtok_vq.restart_dead_codes`). Under torch.distributed the forward
+            then runs collectives, so every rank must call it the same number of times.
+        usage_decay: decay of the running usage counts used by the dead-code restart. The usage starts at 1,
+            so with threshold t a code that is never picked is restarted after about
+            ``log(t) / log(usage_decay)`` training steps.
 
     Distances and the argmin are computed in float32 whatever the autocast state; ``quantized`` comes back in
-    the dtype of ``z``. Gradients reach ``z`` through the straight-through estimator and the codebook through
-    the codebook loss.
+    the dtype of ``z``, and its values are exactly the (normalised) codes. Gradients reach ``z`` through the
+    straight-through estimator and the codebook through the codebook loss. ``aux.perplexity`` and
+    ``aux.usage`` describe this call's batch on this rank; use :class:`himtok_vq.CodebookStats` for running,
+    all-reduced statistics.
+
+    The state dict holds exactly ``embedding.weight`` [K, d] and (unless ``reparam="none"``)
+    ``embedding_proj.weight`` [d, d], the official HiMTok names, so an official ``quantize.*`` slice loads
+    with ``strict=True`` once the prefix is stripped.
     """
+
+    usage_ema: Tensor
 
     def __init__(
         self,
@@ -95,6 +121,10 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"codebook_size and dim must be positive, got {codebook_size} and {dim}")
         if reparam not in ("linear", "none", "frozen_base"):
             raise ValueError(f"reparam must be 'linear', 'none' or 'frozen_base', got {reparam!r}")
+        if not 0.0 <= usage_decay < 1.0:
+            raise ValueError(f"usage_decay must lie in [0, 1), got {usage_decay}")
+        if dead_code_threshold is not None and dead_code_threshold <= 0:
+            raise ValueError(f"dead_code_threshold must be positive (or None), got {dead_code_threshold}")
         self.codebook_size = codebook_size
         self.dim = dim
         self.l2_norm = l2_norm
@@ -110,11 +140,11 @@ class VectorQuantizer(nn.Module):
             self.embedding.weight.requires_grad_(False)
         else:
             nn.init.uniform_(self.embedding.weight, -1.0 / codebook_size, 1.0 / codebook_size)
-        self.embedding_proj: nn.Linear | None = (
-            nn.Linear(dim, dim, bias=False) if reparam != "none" else None
-        )
+        self.embedding_proj: nn.Linear | None = nn.Linear(dim, dim, bias=False) if reparam != "none" else None
         # Running usage for dead-code restart. Not persistent: the state dict stays exactly the official keys.
         self.register_buffer("usage_ema", torch.ones(codebook_size), persistent=False)
+        # Rows per chunk of the nearest-code search; None sizes it to the cache (see himtok_vq.search).
+        self.search_chunk_rows: int | None = None
 
     # ------------------------------------------------------------------ codebook views
     @property
@@ -124,14 +154,21 @@ class VectorQuantizer(nn.Module):
         return self.embedding_proj(weight) if self.embedding_proj is not None else weight
 
     def normalized_codebook(self) -> Tensor:
-        """The codebook the nearest-code search uses: C in float32, l2-normalised when ``l2_norm``."""
-        codebook = self.codebook.float()
-        return F.normalize(codebook, dim=-1) if self.l2_norm else codebook
+        """The codebook the nearest-code search uses: C in float32, l2-normalised when ``l2_norm``.
+
+        Computed from float32 copies of the weights with autocast off, whatever the module's dtype.
+        """
+        weight = self.embedding.weight
+        with torch.autocast(device_type=weight.device.type, enabled=False):
+            codebook = weight.float()
+            if self.embedding_proj is not None:
+                codebook = F.linear(codebook, self.embedding_proj.weight.float())
+            return F.normalize(codebook, dim=-1) if self.l2_norm else codebook
 
     # ------------------------------------------------------------------ lookups
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """Hard codes for integer indices of any shape: ``[...] -> [..., d]``, normalised exactly as in forward."""
-        self._check_indices(indices)
+        check_indices(indices, self.codebook_size)
         return self.normalized_codebook()[indices]
 
     def probs_to_codes(self, probs: Tensor, normalize: bool = False) -> Tensor:
@@ -143,53 +180,62 @@ class VectorQuantizer(nn.Module):
         if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
             raise ValueError("probs must be a floating-point tensor [..., codebook_size]")
         if probs.ndim == 0 or probs.shape[-1] != self.codebook_size:
-            raise ValueError(
-                f"probs must have shape [..., {self.codebook_size}], got {tuple(probs.shape)}"
-            )
+            raise ValueError(f"probs must have shape [..., {self.codebook_size}], got {tuple(probs.shape)}")
         codebook = self.normalized_codebook() if normalize else self.codebook
         return probs @ codebook.to(probs.dtype)
 
-    def _check_indices(self, indices: Tensor) -> None:
-        if not isinstance(indices, torch.Tensor) or indices.dtype not in (torch.int64, torch.int32):
-            raise ValueError("indices must be an integer (int64 or int32) tensor")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
-            raise ValueError(
-                f"indices must lie in [0, {self.codebook_size}), got range "
-                f"[{int(indices.min())}, {int(indices.max())}]"
-            )
-
     # ------------------------------------------------------------------ search
-    def nearest(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Float32 nearest-code search. Returns (normalised z [N, d], codebook used [K, d], indices [N])."""
+    def _prepare(self, z: Tensor) -> Tensor:
+        """``z`` [..., d] -> float32 rows [N, d], l2-normalised when ``l2_norm`` (with gradients)."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.reshape(-1, self.dim).float()
+            return F.normalize(flat, dim=-1) if self.l2_norm else flat
+
+    def nearest(self, z: Tensor, chunk_size: int = 65536) -> tuple[Tensor, Tensor, Tensor]:
+        """Float32 nearest-code search. Returns (normalised z [N, d], codebook used [K, d], indices [N]).
+
+        Rows are searched ``chunk_size`` at a time, so the N x K distance matrix is never held whole.
+        """
         flat = z.reshape(-1, self.dim).float()
         with torch.autocast(device_type=flat.device.type, enabled=False):
             codebook = self.normalized_codebook()
             if self.l2_norm:
                 flat = F.normalize(flat, dim=-1)
-            # Same expansion as the official quantizer: ||z||^2 + ||c||^2 - 2 z.c
-            distances = (
-                flat.pow(2).sum(dim=1, keepdim=True)
-                + codebook.pow(2).sum(dim=1)
-                - 2.0 * flat @ codebook.t()
-            )
-            indices = distances.argmin(dim=1)
+            code_sq = codebook.detach().pow(2).sum(dim=1)
+            codebook_t = codebook.detach().t()
+            indices = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+            with torch.no_grad():
+                for start in range(0, flat.shape[0], chunk_size):
+                    rows = flat[start : start + chunk_size].detach()
+                    # argmin ||z||^2 + ||c||^2 - 2 z.c (the official expansion). ||z||^2 is the same for every
+                    # code, so it is left out: one fused addmm pass instead of three over the N x K matrix.
+                    # Rounding can differ from the official order only for near-ties (margins below ~1e-6).
+                    distances = torch.addmm(code_sq, rows, codebook_t, alpha=-2.0)
+                    indices[start : start + chunk_size] = distances.argmin(dim=1)
         return flat, codebook, indices
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, QuantizerAux]:
         check_vectors(z, self.dim)
-        flat, codebook, indices = self.nearest(z)
+        restart = self.training and self.dead_code_threshold is not None
+        flat = self._prepare(z)
+        if restart:
+            # Before the search: revived codes can be picked at once, and the graph built below never sees
+            # a codebook row change under it.
+            restart_dead_codes(self, flat.detach())
+        codebook = self.normalized_codebook()
+        indices = nearest_code_indices(flat.detach(), codebook.detach(), self.search_chunk_rows)
         with torch.autocast(device_type=flat.device.type, enabled=False):
-            codes = codebook[indices]
+            codes = F.embedding(indices, codebook)
             commitment_loss = self.commitment * F.mse_loss(codes.detach(), flat)
             codebook_loss = F.mse_loss(codes, flat.detach())
             loss = commitment_loss + self.codebook_weight * codebook_loss
-            straight_through = flat + (codes - flat).detach()
+            # Straight-through estimator: the value is exactly the code (so indices_to_codes(indices) equals
+            # it bit for bit), the gradient reaches z unchanged, and none reaches the codebook this way.
+            quantized = codes.detach() + (flat - flat.detach()) if flat.requires_grad else codes.detach()
 
-        counts = code_histogram(indices.detach(), self.codebook_size)
-        if self.training and self.dead_code_threshold is not None:
-            from himtok_vq.restart import restart_dead_codes
-
-            restart_dead_codes(self, flat.detach(), counts)
+        counts = code_histogram(indices, self.codebook_size)
+        if restart:
+            update_usage(self, counts)
 
         aux = QuantizerAux(
             loss=loss,
@@ -198,5 +244,5 @@ class VectorQuantizer(nn.Module):
             perplexity=perplexity_from_counts(counts),
             usage=(counts > 0).float().mean(),
         )
-        quantized = straight_through.view(*z.shape).to(z.dtype)
+        quantized = quantized.view(z.shape).to(z.dtype)
         return quantized, indices.view(z.shape[:-1]), aux
