@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         "schedule follows whichever of steps or time runs out first (default 12; 0 = no limit)",
     )
     add("--batch-size", type=int, metavar="N", help="masks per step per process (default 16)")
+    add(
+        "--train-size",
+        type=int,
+        metavar="PX",
+        help="side of the masks the loss is computed on (default: the "
+        "model's internal size, 64 for tiny; evaluation and the checkpoint always use 256)",
+    )
     add("--out", metavar="DIR", help="run folder (default runs/stage1-<timestamp>)")
     add("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     add(
@@ -94,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
     group.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off (default 1.0)")
     group.add_argument("--ema", type=float, help="EMA decay of the weights, 0 = off (default 0)")
-    group.add_argument("--hml-schedule", choices=HML_SCHEDULES, help="HML label schedule (default paper)")
+    group.add_argument(
+        "--hml-schedule",
+        choices=HML_SCHEDULES,
+        help="HML label schedule (default resize: scales with --train-size; paper/official blur sigmas are "
+        "in pixels of the training resolution)",
+    )
     group.add_argument(
         "--hml-levels", type=int, help="partial levels per sample besides the full one (default 3)"
     )
@@ -115,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--eval-every", type=int, metavar="N", help="steps between validations (default 500)")
     group.add_argument("--ckpt-every", type=int, metavar="N", help="steps between checkpoints (default 250)")
     group.add_argument("--keep-checkpoints", type=int, metavar="N", help="checkpoints kept (default 2)")
-    group.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    group.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process (default 1; more helps only on idle cores)")
     group.add_argument(
         "--halt-after", type=int, metavar="N", help="stop after N steps as if killed (for testing resume)"
     )
@@ -138,6 +150,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
     explicit = vars(build_parser().parse_args(argv))
     if "model_overrides" in explicit:
         explicit["model_overrides"] = dict(_parse_override(t) for t in explicit["model_overrides"])
+    if "init_from_official" in explicit and "resume" not in explicit:
+        if explicit.get("layout", "official") != "official":
+            raise ValueError("--init-from-official loads official weights: it needs --layout official")
+        explicit["layout"] = "official"
     if explicit.get("max_minutes") == 0:
         explicit["max_minutes"] = None
     if "resume" in explicit:
@@ -171,9 +187,12 @@ def _check_model_overrides(config: TrainConfig) -> None:
     from himtok_mask_tokenizer import MaskTokenizerConfig
 
     try:
-        MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+        exported = MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
     except (TypeError, ValueError) as error:
         raise ValueError(f"--model: {error}") from None
+    from himtok_apps.stage1.trainer import training_config
+
+    training_config(exported, config.train_size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from himtok_hml_loss import HierarchicalMaskLoss, sample_levels
 from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig
 from torch import nn
@@ -50,12 +51,38 @@ def default_out_dir() -> Path:
     return Path("runs") / f"stage1-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
+def model_config(config: TrainConfig) -> MaskTokenizerConfig:
+    """The exported tokenizer's configuration (masks in and out at ``image_size``, 256 for every preset)."""
+    return MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+
+
+def training_config(exported: MaskTokenizerConfig, train_size: int | None) -> MaskTokenizerConfig:
+    """The same network seen at the training resolution.
+
+    The tokenizer predicts at ``internal_size`` and only upsamples to ``image_size`` at the end, so training
+    with ``image_size = internal_size`` has exactly the same parameters, skips the upsampling and computes the
+    loss where the model actually predicts (16x fewer pixels for the tiny preset). Evaluation and the exported
+    checkpoint use the full ``image_size``.
+    """
+    assert exported.internal_size is not None
+    size = train_size or exported.internal_size
+    if size == exported.image_size:
+        return exported
+    if not exported.internal_size <= size <= exported.image_size:
+        raise ValueError(
+            f"--train-size must lie between the model's internal size {exported.internal_size} "
+            f"and its image size {exported.image_size}, got {size}"
+        )
+    return exported.replace(image_size=size)
+
+
 def build_model(config: TrainConfig) -> MaskTokenizer:
-    model_config = MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+    """The tokenizer to train, at the training resolution."""
+    train_config = training_config(model_config(config), config.train_size)
     if config.init_from_official:
-        return MaskTokenizer.from_official(config.init_from_official, model_config)
+        return MaskTokenizer.from_official(config.init_from_official, train_config)
     torch.manual_seed(config.seed)
-    return MaskTokenizer(model_config)
+    return MaskTokenizer(train_config)
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -91,6 +118,7 @@ class Trainer:
         self.val_masks: torch.Tensor | None = None
 
         self.model = build_model(config).to(info.device)
+        self.export_config = model_config(config)
         self.model.train()
         self.counter = CodeCounter(self.model.config.num_latent_tokens, self.model.config.codebook_size)
         self.hml = HierarchicalMaskLoss(
@@ -143,7 +171,7 @@ class Trainer:
 
     def validation_masks(self) -> torch.Tensor:
         if self.val_masks is None:
-            size = self.model.config.image_size
+            size = self.export_config.image_size
             parts = [render_validation(s, self.config.val_size, size, self.skips) for s in self.val_sources]
             masks = torch.cat(parts)
             self.val_masks = masks[: self.config.val_size] if self.config.val_size else masks
@@ -200,12 +228,11 @@ class Trainer:
         return path
 
     def eval_weights(self) -> MaskTokenizer:
-        """The weights to evaluate and export: the EMA copy when EMA is on, else the live model."""
-        if self.ema is None:
-            return self.model
-        model = MaskTokenizer(self.model.config).to(self.info.device)
+        """A copy of the weights (the EMA weights when EMA is on) in the exported configuration."""
+        model = MaskTokenizer(self.export_config).to(self.info.device)
         state = self.model.state_dict()
-        state.update(self.ema)
+        if self.ema is not None:
+            state.update(self.ema)
         model.load_state_dict(state)
         return model
 
@@ -236,6 +263,9 @@ class Trainer:
         config, info = self.config, self.info
         torch.manual_seed(step_seed(config.seed, self.step, info.rank, 1))  # dead-code restarts, dropout
         masks = self.mixture.batch(self.step, config.batch_size, info.rank, info.world_size).to(info.device)
+        size = self.model.config.image_size
+        if masks.shape[-1] != size:  # area down-sampling, exactly what the tokenizer does internally
+            masks = F.interpolate(masks[:, None], size=(size, size), mode="area")[:, 0]
         generator = torch.Generator().manual_seed(step_seed(config.seed, self.step, info.rank, 2))
         levels = sample_levels(
             config.hml_levels, self.model.config.num_latent_tokens, 8.0, generator, batch_size=masks.shape[0]
@@ -451,7 +481,8 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
         "warnings": trainer.warnings,
         "weights_sha256": digest,
         "config": asdict(trainer.config),
-        "model_config": trainer.model.config.to_dict(),
+        "model_config": trainer.export_config.to_dict(),
+        "train_size": trainer.model.config.image_size,
     }
     masks = trainer.validation_masks()[:REPORT_EXAMPLES].numpy()
     ious = {n: v[:REPORT_EXAMPLES] for n, v in evaluation.ious.items()}
