@@ -1,0 +1,88 @@
+"""IoU, boundary IoU, code statistics and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.metrics import boundary_iou, iou
+from himtok_apps.stage1.schedule import WarmupCosine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def random_masks(seed: int, n: int = 3, size: int = 32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, size, size, generator=generator)
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 10_000))
+def test_ious_are_symmetric_bounded_and_one_on_identity(seed: int) -> None:
+    a, b = random_masks(seed), random_masks(seed + 1)
+    for metric in (iou, boundary_iou):
+        assert torch.allclose(metric(a, b), metric(b, a))
+        values = metric(a, b)
+        assert ((values >= 0) & (values <= 1)).all()
+        assert torch.equal(metric(a, a), torch.ones(3))
+
+
+def test_iou_known_values() -> None:
+    a = torch.zeros(1, 10, 10)
+    b = torch.zeros(1, 10, 10)
+    a[0, :, :5] = 1
+    b[0, :, 2:7] = 1  # overlap 3 columns, union 7
+    assert iou(a, b).item() == pytest.approx(3 / 7)
+    assert iou(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4)).item() == 1.0
+    assert iou(a, torch.zeros(1, 10, 10)).item() == 0.0
+
+
+def test_boundary_iou_punishes_edge_errors_more_than_iou() -> None:
+    target = torch.zeros(1, 128, 128)
+    target[0, 20:108, 20:108] = 1
+    shifted = torch.roll(target, shifts=3, dims=2)
+    assert boundary_iou(shifted, target).item() < iou(shifted, target).item() - 0.1
+
+
+def test_ious_reject_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="differ in shape"):
+        iou(torch.zeros(1, 4, 4), torch.zeros(1, 5, 5))
+    with pytest.raises(ValueError, match=r"\[B, H, W\]"):
+        boundary_iou(torch.zeros(4, 4), torch.zeros(4, 4))
+
+
+def test_code_counter_usage_and_entropy() -> None:
+    counter = CodeCounter(num_positions=2, codebook_size=8)
+    counter.update(torch.tensor([[0, 1], [0, 2], [0, 3], [0, 4]]))
+    summary = counter.summary()
+    assert summary["codes_used"] == 5 and summary["usage"] == 5 / 8
+    assert summary["entropy_bits"] == [0.0, 2.0]
+    counter.reset()
+    assert counter.summary()["codes_used"] == 0
+
+
+def schedule(**kwargs: float) -> WarmupCosine:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    settings = {"peak_lr": 1.0, "max_steps": 100, "warmup_steps": 10, "min_ratio": 0.1, **kwargs}
+    return WarmupCosine(optimizer, **settings)  # type: ignore[arg-type]
+
+
+def test_warmup_then_cosine_down_to_the_floor() -> None:
+    sched = schedule()
+    lrs = [sched.apply(step) for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:10]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert sched.factor(100) == pytest.approx(0.1)
+    assert sched.optimizer.param_groups[0]["lr"] == lrs[-1]
+
+
+def test_time_budget_drives_the_decay() -> None:
+    sched = schedule(budget_s=60.0)
+    assert sched.factor(20, elapsed_s=60.0) == pytest.approx(0.1)
+    assert sched.factor(20, elapsed_s=0.0) > sched.factor(20, elapsed_s=30.0)
+    midway = sched.factor(55, elapsed_s=0.0)
+    assert midway == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
