@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from pycocotools import mask as mask_utils
 
 from himtok_apps.data.errors import MaskReadError, SkipCounter
 from himtok_apps.data.source import MaskSource
+
+# pycocotools' decode trips a NumPy 2 copy-keyword deprecation on every call; it is harmless and floods logs.
+warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
 
 
 def _image_size(record: dict[str, Any], images_dir: Path | None) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from himtok_apps.data.spec import parse_data_spec
 from himtok_apps.stage1.config import (
@@ -50,8 +50,15 @@ Distributed: torchrun --nproc-per-node N apps/train_stage1 ... (DDP, gloo on CPU
 Resume: --resume RUN_DIR continues an interrupted run from its last checkpoint (same final weights)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr (exit status 2), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="train_stage1",
         description=DESCRIPTION,
         epilog=DATA_HELP,
