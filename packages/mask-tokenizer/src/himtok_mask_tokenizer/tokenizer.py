@@ -137,19 +137,21 @@ class MaskTokenizer(nn.Module):
         """Preprocessed masks [B, S, S] -> continuous latents before quantization [B, T, token_dim]."""
         return self.encoder(self._encoder_pixels(targets), self.latent_tokens)
 
-    def _logits(self, embedded: Tensor) -> Tensor:
-        """Embedded (zero-filled) tokens [N, T, width] -> logits [N, S, S] at ``image_size``."""
+    def _logits(self, embedded: Tensor, size: int | None = None) -> Tensor:
+        """Embedded (zero-filled) tokens [N, T, width] -> logits [N, size, size] (default ``image_size``)."""
         raw = self.pixel_decoder(self.decoder(embedded))
         if self.config.pixel_head == "conv":
             logits = OUTPUT_SCALE * (raw.mean(dim=1) - 0.5)
         else:
             logits = raw.mean(dim=1)
-        size = self.config.image_size
-        if logits.shape[-1] != size:
+        size = size or self.config.image_size
+        if logits.shape[-1] < size:
             logits = F.interpolate(
                 logits.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False
             )
             logits = logits.squeeze(1)
+        elif logits.shape[-1] > size:
+            logits = F.interpolate(logits.unsqueeze(1), size=(size, size), mode="area").squeeze(1)
         return logits
 
     def _restore_size(self, maps: Tensor, size: object) -> Tensor:
@@ -192,12 +194,18 @@ class MaskTokenizer(nn.Module):
         return torch.sigmoid(self.decode_soft_logits(probs, size))
 
     # ------------------------------------------------------------------ training
-    def forward(self, masks: object, prefix_lengths: Tensor | Sequence[int] | None = None) -> TokenizerOutput:
+    def forward(
+        self,
+        masks: object,
+        prefix_lengths: Tensor | Sequence[int] | None = None,
+        output_size: int | None = None,
+    ) -> TokenizerOutput:
         """Encode, quantize (straight-through) and decode all T tokens plus the given prefix lengths.
 
         ``prefix_lengths`` is [B, n] or [n] (broadcast to the batch) with values in 1..T. The B*(n+1)
         sequences run through the decoder in one batched pass; tokens beyond a sequence's length are zeroed
-        after ``decoder_embed``.
+        after ``decoder_embed``. ``output_size`` (default ``image_size``) lets a CPU trainer compare logits
+        and targets at a lower resolution (targets are area-downsampled to it).
         """
         targets, _ = self.preprocess(masks)
         batch, total = targets.shape[0], self.config.num_latent_tokens
@@ -209,7 +217,12 @@ class MaskTokenizer(nn.Module):
         embedded = embedded.unsqueeze(1).expand(-1, levels, -1, -1)
         keep = torch.arange(total, device=self.device) < lengths.unsqueeze(-1)
         embedded = (embedded * keep.unsqueeze(-1).to(embedded.dtype)).reshape(batch * levels, total, -1)
-        logits = self._logits(embedded).view(batch, levels, *targets.shape[1:])
+        if output_size is not None and output_size != targets.shape[-1]:
+            if not 1 <= output_size <= targets.shape[-1]:
+                raise ValueError(f"output_size must be in 1..{targets.shape[-1]}, got {output_size}")
+            targets = F.interpolate(targets.unsqueeze(1), size=(output_size, output_size), mode="area")
+            targets = targets.squeeze(1)
+        logits = self._logits(embedded, targets.shape[-1]).view(batch, levels, *targets.shape[1:])
         return TokenizerOutput(logits=logits, tokens=indices, vq_aux=aux, targets=targets, lengths=lengths)
 
     def _level_lengths(self, prefix_lengths: Tensor | Sequence[int] | None, batch: int) -> Tensor:
