@@ -68,3 +68,9 @@ def small_mask_tokenizer(seed: int = 0) -> MaskTokenizer:
 @pytest.fixture
 def mask_tokenizer() -> MaskTokenizer:
     return small_mask_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def shared_mask_tokenizer() -> MaskTokenizer:
+    """One mask tokenizer per module, for tests that do not modify it."""
+    return small_mask_tokenizer()
