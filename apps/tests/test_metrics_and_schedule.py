@@ -86,3 +86,15 @@ def test_time_budget_drives_the_decay() -> None:
     assert sched.factor(20, elapsed_s=0.0) > sched.factor(20, elapsed_s=30.0)
     midway = sched.factor(55, elapsed_s=0.0)
     assert midway == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 10_000), width=st.integers(1, 6))
+def test_inner_boundary_equals_a_square_max_filter(seed: int, width: int) -> None:
+    import torch.nn.functional as F
+    from himtok_apps.stage1.metrics import inner_boundary
+
+    masks = random_masks(seed, n=2, size=24) > 0.3
+    padded = F.pad((~masks).float()[:, None], (width,) * 4, value=1.0)
+    reference = masks & (F.max_pool2d(padded, 2 * width + 1, stride=1)[:, 0] > 0)
+    assert torch.equal(inner_boundary(masks, width), reference)

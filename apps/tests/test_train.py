@@ -153,6 +153,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         (["--layout", "causal", "--init-from-official", __file__], "needs --layout official"),
         (["--train-size", "512"], "--train-size must lie between"),
         (["--lr", "fast"], "invalid float value"),
+        (["--deepspeed", __file__], "needs DeepSpeed"),
     ],
 )
 def test_bad_arguments_fail_early_with_one_line(

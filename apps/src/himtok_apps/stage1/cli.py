@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -100,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", choices=("cpu", "cuda"), help="default cpu (bf16 autocast on cuda)")
     add("--deepspeed", metavar="CONFIG", help="DeepSpeed JSON config (needs the deepspeed extra)")
     group = parser.add_argument_group("optimisation and loss")
-    group.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    group.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     group.add_argument(
         "--min-lr-ratio", type=float, help="final LR / peak LR of the cosine decay (default 0.05)"
     )
-    group.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 100)")
+    group.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 50)")
     group.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
     group.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off (default 1.0)")
     group.add_argument("--ema", type=float, help="EMA decay of the weights, 0 = off (default 0)")
@@ -189,6 +190,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in explicit.items() if k in known})
     config.validate()
+    if config.deepspeed is not None and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError(
+            "--deepspeed needs DeepSpeed, which is not installed: pip install 'himtok-apps[deepspeed]'"
+        )
     for spec in [*config.data, *config.val_data]:
         parse_data_spec(spec)
     _check_model_overrides(config)
@@ -196,13 +201,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def _check_model_overrides(config: TrainConfig) -> None:
-    from himtok_mask_tokenizer import MaskTokenizerConfig
+    from himtok_apps.stage1.trainer import model_config, training_config
 
     try:
-        exported = MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+        exported = model_config(config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"--model: {error}") from None
-    from himtok_apps.stage1.trainer import training_config
 
     training_config(exported, config.train_size)
 

@@ -42,12 +42,17 @@ class TrainConfig:
     device: str = "cpu"
     deepspeed: str | None = None
     # optimisation
-    lr: float = 2e-3
+    lr: float = 1e-3
     min_lr_ratio: float = 0.05
-    warmup_steps: int = 100
+    warmup_steps: int = 50
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     ema: float = 0.0  # EMA decay of the weights (0: off); evaluation uses the EMA weights when on
+    # quantizer training (applied to the model config unless --model sets them): restart codes whose running
+    # count per batch (EMA with this decay) falls below the threshold; the tiny preset's own 1e-3 / 0.99 let
+    # the codebook collapse to one code within 150 steps here.
+    dead_code_threshold: float | None = 0.03
+    usage_decay: float = 0.9
     # loss
     hml_schedule: str = "resize"
     hml_levels: int = 3

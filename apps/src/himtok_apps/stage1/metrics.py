@@ -25,11 +25,17 @@ def iou(pred: Tensor, target: Tensor) -> Tensor:
 
 def inner_boundary(masks: Tensor, width: int) -> Tensor:
     """Pixels of each mask within ``width`` px (chessboard distance) of its contour: mask minus its erosion."""
-    padded = F.pad(
-        (~masks).float()[:, None], (width,) * 4, value=1.0
-    )  # outside the frame counts as background
-    near_background = F.max_pool2d(padded, kernel_size=2 * width + 1, stride=1)[:, 0] > 0
-    return masks & near_background
+    background = F.pad((~masks).float(), (width,) * 4, value=1.0)  # outside the frame counts as background
+    # Background pixels in each (2 width + 1)^2 window, from running sums along rows then columns: O(1) per
+    # pixel, far cheaper on CPU than a max filter with a large kernel.
+    size = 2 * width + 1
+    return masks & (_window_sum(_window_sum(background, size, -1), size, -2) > 0)
+
+
+def _window_sum(x: Tensor, size: int, dim: int) -> Tensor:
+    running = F.pad(x.cumsum(dim), (1, 0) if dim == -1 else (0, 0, 1, 0))
+    length = running.shape[dim]
+    return running.narrow(dim, size, length - size) - running.narrow(dim, 0, length - size)
 
 
 def boundary_iou(pred: Tensor, target: Tensor, dilation_ratio: float = 0.02) -> Tensor:

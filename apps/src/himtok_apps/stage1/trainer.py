@@ -53,7 +53,9 @@ def default_out_dir() -> Path:
 
 def model_config(config: TrainConfig) -> MaskTokenizerConfig:
     """The exported tokenizer's configuration (masks in and out at ``image_size``, 256 for every preset)."""
-    return MaskTokenizerConfig.preset(config.preset, layout=config.layout, **config.model_overrides)
+    overrides = {"dead_code_threshold": config.dead_code_threshold, "usage_decay": config.usage_decay}
+    overrides.update(config.model_overrides)
+    return MaskTokenizerConfig.preset(config.preset, layout=config.layout, **overrides)
 
 
 def training_config(exported: MaskTokenizerConfig, train_size: int | None) -> MaskTokenizerConfig:
