@@ -13,7 +13,7 @@ from himtok_hml_loss.labels import compute_level_labels
 from himtok_hml_loss.levels import check_levels, prefix_lengths, sample_levels
 from himtok_hml_loss.masks import as_float_masks
 from himtok_hml_loss.schedules import check_schedule
-from himtok_hml_loss.terms import bce_per_map, dice_from_sums, dice_sums, probabilities
+from himtok_hml_loss.terms import dice_from_sums, map_statistics
 
 Decoder = Callable[[Tensor], Tensor]
 
@@ -45,8 +45,11 @@ class HierarchicalMaskLoss(nn.Module):
     ``levels`` (``[n]`` shared by the batch, or ``[B, n]``) may be left out: the loss then draws ``n_levels``
     shared levels with p(l) proportional to 1 / (l + level_offset), from ``generator`` if given.
 
-    Predictions are logits, or probabilities with ``from_probs=True`` (clamped to [prob_eps, 1 - prob_eps]).
-    They may be float16 or bfloat16; everything is computed in float32 with autocast off.
+    Predictions are logits, or probabilities with ``from_probs=True``: the BCE clamps those to
+    [prob_eps, 1 - prob_eps] as the official code does, the Dice uses them as they are.
+    (The official code clamps inside its Dice too, which makes an all-zero prediction of an empty batch cost
+    about 1 with eps 1e-6; here that case costs 0.) Predictions may be float16 or bfloat16; everything is
+    computed in float32 with autocast off. No gradient flows to ``masks``.
 
     ``dice="per_sample"`` averages a per-mask Dice over the batch (so a batch's loss is the mean of its
     samples' losses); ``dice="batch"`` pools the sums over the whole batch, as the official LMM code does.
@@ -155,15 +158,14 @@ class HierarchicalMaskLoss(nn.Module):
                 f"got {tuple(predictions.shape)}"
             )
         with torch.autocast(masks.device.type, enabled=False):
-            labels = torch.cat(
-                [masks[:, None], compute_level_labels(masks, levels, self.schedule, self.max_len)], 1
-            )
-            return self._reduce(predictions, labels, levels)
+            partial = compute_level_labels(masks, levels, self.schedule, self.max_len, clamp=False)
+            return self._reduce(predictions, masks, partial, levels)
 
-    def _reduce(self, predictions: Tensor, labels: Tensor, levels: Tensor) -> HMLOutput:
-        probs = probabilities(predictions, from_probs=self.from_probs, prob_eps=self.prob_eps)
-        bce = bce_per_map(predictions, labels, probs, from_probs=self.from_probs).mean(0)
-        intersection, pred_sum, label_sum = dice_sums(probs, labels)
+    def _reduce(self, predictions: Tensor, masks: Tensor, partial: Tensor, levels: Tensor) -> HMLOutput:
+        bce_maps, intersection, pred_sum, label_sum = map_statistics(
+            predictions, masks, partial, from_probs=self.from_probs, prob_eps=self.prob_eps
+        )
+        bce = bce_maps.mean(0)
         if self.dice == "batch":
             dice = dice_from_sums(intersection.sum(0), pred_sum.sum(0), label_sum.sum(0), self.dice_eps)
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from himtok_hml_loss.blocks import run_blocks
 from himtok_hml_loss.levels import check_levels
 from himtok_hml_loss.masks import as_float_masks
 from himtok_hml_loss.operators import level_operators
@@ -29,6 +30,25 @@ def _apply_per_sample(ops_h: Tensor, ops_w: Tensor, masks: Tensor) -> Tensor:
     return ops_h @ masks[:, None] @ ops_w.transpose(-1, -2)
 
 
+def _apply_blocked(ops_h: Tensor, ops_w: Tensor, levels: Tensor, masks: Tensor) -> Tensor:
+    """CPU path: a few samples at a time on the block pool, each a chain of small single-threaded GEMMs."""
+    b, h, w = masks.shape
+    out = masks.new_empty(b, levels.shape[-1], h, w)
+    rows = max(1, (1 << 18) // (levels.shape[-1] * h * w))
+    shared = levels.ndim == 1
+    row_ops_h = ops_h[levels] if shared else None
+    row_ops_wt = ops_w[levels].transpose(-1, -2) if shared else None
+
+    def work(start: int) -> None:
+        stop = min(b, start + rows)
+        oh = row_ops_h if shared else ops_h[levels[start:stop]]
+        owt = row_ops_wt if shared else ops_w[levels[start:stop]].transpose(-1, -2)
+        torch.matmul(oh, masks[start:stop, None] @ owt, out=out[start:stop])
+
+    run_blocks(work, range(0, b, rows), masks.device)
+    return out
+
+
 def level_labels(masks: Tensor, levels: Tensor, schedule: str = "paper", *, max_len: int = 32) -> Tensor:
     """Targets ``[B, n, H, W]`` (float32, in [0, 1]) for ``levels`` (``[n]`` or ``[B, n]``) of ``masks``.
 
@@ -42,19 +62,29 @@ def level_labels(masks: Tensor, levels: Tensor, schedule: str = "paper", *, max_
     return compute_level_labels(masks, levels, schedule, max_len)
 
 
-def compute_level_labels(masks: Tensor, levels: Tensor, schedule: str, max_len: int) -> Tensor:
-    """:func:`level_labels` without input checks: float32 masks ``[B, H, W]``, int64 levels on their device."""
+def compute_level_labels(
+    masks: Tensor, levels: Tensor, schedule: str, max_len: int, *, clamp: bool = True
+) -> Tensor:
+    """:func:`level_labels` without input checks: float32 masks ``[B, H, W]``, int64 levels on their device.
+
+    The result may be a non-contiguous view. ``clamp=False`` skips the final clamp to [0, 1], which only
+    removes rounding excess of a few ulps (the loss does not need it).
+    """
     b, h, w = masks.shape
     ops_h = level_operators(schedule, h, max_len, masks.device)
     ops_w = ops_h if w == h else level_operators(schedule, w, max_len, masks.device)
     if levels.shape[-1] == 0:
         return masks.new_zeros(b, 0, h, w)
     with torch.autocast(masks.device.type, enabled=False), torch.no_grad():
-        if levels.ndim == 1:
+        if masks.device.type == "cpu":
+            labels = _apply_blocked(ops_h, ops_w, levels, masks)
+        elif levels.ndim == 1:
             labels = _apply_shared(ops_h[levels], ops_w[levels], masks)
         else:
             labels = _apply_per_sample(ops_h[levels], ops_w[levels], masks)
         if schedule == "official":
-            labels = labels / labels.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+            peak = labels.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
+            is_full = (levels == max_len)[..., None, None]
+            labels = labels / torch.where(is_full, torch.ones_like(peak), peak)
         # Rounding can push a weighted average a few ulps past 1.
-        return labels.clamp_(0.0, 1.0)
+        return labels.clamp_(0.0, 1.0) if clamp else labels

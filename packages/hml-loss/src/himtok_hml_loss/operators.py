@@ -13,49 +13,59 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from himtok_hml_loss.schedules import blur_parameters, check_schedule, resize_side
 
 
-def gaussian_band(sigma: float, radius: int, size: int) -> Tensor:
-    """``[size, size]`` float64 matrix of a zero-padded 'same' correlation with a normalised truncated Gaussian."""
-    if radius == 0:
-        return torch.eye(size, dtype=torch.float64)
-    taps = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    norm = torch.exp(-0.5 * (taps / sigma) ** 2).sum()
-    offsets = (
-        torch.arange(size, dtype=torch.float64)[None, :] - torch.arange(size, dtype=torch.float64)[:, None]
+def gaussian_bands(sigmas: Tensor, radii: Tensor, size: int) -> Tensor:
+    """``[L, size, size]`` float64 matrices of zero-padded 'same' correlations with normalised truncated
+    Gaussians (one per sigma and radius); radius 0 gives the identity."""
+    sigmas = sigmas.to(torch.float64)[:, None, None]
+    radii = radii.to(torch.float64)[:, None, None]
+    span = int(radii.max().item()) if radii.numel() else 0
+    taps = torch.arange(-span, span + 1, dtype=torch.float64)[None, None, :]
+    norms = torch.where(taps.abs() <= radii, torch.exp(-0.5 * (taps / sigmas) ** 2), 0.0).sum(
+        -1, keepdim=True
     )
-    band = torch.exp(-0.5 * (offsets / sigma) ** 2) / norm
-    return torch.where(offsets.abs() <= radius, band, torch.zeros_like(band))
+    positions = torch.arange(size, dtype=torch.float64)
+    offsets = (positions[None, :] - positions[:, None])[None]
+    weights = torch.exp(-0.5 * (offsets / sigmas) ** 2) / norms
+    return torch.where(offsets.abs() <= radii, weights, 0.0)
 
 
-def _interpolation_matrix(size_in: int, size_out: int) -> Tensor:
-    """``[size_out, size_in]`` matrix of 1-D bilinear resampling (align_corners=False, no antialias)."""
-    eye = torch.eye(size_in, dtype=torch.float64)[None, None]
-    return F.interpolate(eye, size=(size_out, size_in), mode="bilinear", align_corners=False)[0, 0]
+def interpolation_matrix(size_in: int, size_out: int) -> Tensor:
+    """``[size_out, size_in]`` float64 matrix of torch's 1-D bilinear resampling (align_corners=False, no
+    antialias): source = (i + 0.5) * size_in / size_out - 0.5, clamped at 0, linear between neighbours."""
+    source = ((torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out) - 0.5).clamp_min(0.0)
+    left = source.floor().long().clamp_max(size_in - 1)
+    right = (left + 1).clamp_max(size_in - 1)
+    frac = source - left
+    matrix = torch.zeros(size_out, size_in, dtype=torch.float64)
+    rows = torch.arange(size_out)
+    matrix.index_put_((rows, left), 1.0 - frac, accumulate=True)
+    matrix.index_put_((rows, right), frac, accumulate=True)
+    return matrix
 
 
 def resize_band(side: int, size: int) -> Tensor:
     """``[size, size]`` float64 matrix: bilinear down-sampling to ``side`` pixels, then back up to ``size``."""
     if side >= size:
         return torch.eye(size, dtype=torch.float64)
-    return _interpolation_matrix(side, size) @ _interpolation_matrix(size, side)
+    return interpolation_matrix(side, size) @ interpolation_matrix(size, side)
 
 
 def build_operators(schedule: str, size: int, max_len: int) -> Tensor:
     """``[max_len + 1, size, size]`` float64; row l is the operator of level l (rows 0 and max_len: identity)."""
     check_schedule(schedule)
-    mats = [torch.eye(size, dtype=torch.float64)]
-    for level in range(1, max_len + 1):
-        if schedule == "resize":
-            mats.append(resize_band(resize_side(level, size, max_len), size))
-        else:
-            sigma, radius = blur_parameters(schedule, level, max_len)
-            mats.append(gaussian_band(sigma, radius, size))
-    return torch.stack(mats)
+    if schedule == "resize":
+        mats = [torch.eye(size, dtype=torch.float64)]
+        mats += [resize_band(resize_side(level, size, max_len), size) for level in range(1, max_len + 1)]
+        return torch.stack(mats)
+    params = [(1.0, 0)] + [blur_parameters(schedule, level, max_len) for level in range(1, max_len + 1)]
+    sigmas = torch.tensor([sigma for sigma, _ in params], dtype=torch.float64)
+    radii = torch.tensor([radius for _, radius in params], dtype=torch.float64)
+    return gaussian_bands(sigmas, radii, size)
 
 
 @lru_cache(maxsize=16)

@@ -1,0 +1,43 @@
+"""A straightforward per-sample HML, the baseline of the benchmark.
+
+It loops over samples and levels like the official code loops over levels: for every (sample, level) it builds
+the Gaussian kernel, blurs that one mask with two 1-D convolutions (zero padding) and computes BCE + Dice
+on that one map. Same maths as ``HierarchicalMaskLoss(schedule="paper", dice="per_sample")``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def blur_one(mask: Tensor, sigma: float) -> Tensor:
+    """Zero-padded separable Gaussian blur of one ``[H, W]`` mask, radius int(3 sigma + 0.5)."""
+    radius = int(3.0 * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = mask[None, None]
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    x = F.conv2d(x, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    return x[0, 0]
+
+
+def per_sample_hml(
+    logits: Tensor, masks: Tensor, levels: list[int], max_len: int = 32, eps: float = 1.0
+) -> Tensor:
+    """Sum over levels of the batch-mean (BCE + Dice); ``logits [B, n+1, H, W]``, full level first."""
+    batch = masks.shape[0]
+    total = logits.new_zeros(())
+    for b in range(batch):
+        for k, level in enumerate([max_len, *levels]):
+            target = (
+                masks[b] if level == max_len else blur_one(masks[b], 100.0 / (level + 1) - 2.0).clamp(0, 1)
+            )
+            z = logits[b, k].float()
+            bce = F.binary_cross_entropy_with_logits(z, target)
+            p = torch.sigmoid(z)
+            dice = 1 - (2 * (p * target).sum() + eps) / (p.sum() + target.sum() + eps)
+            total = total + (bce + dice) / batch
+    return total
