@@ -8,7 +8,7 @@ from torch import Tensor
 from himtok_hml_loss.blocks import run_blocks
 from himtok_hml_loss.levels import check_levels
 from himtok_hml_loss.masks import as_float_masks
-from himtok_hml_loss.operators import level_operators
+from himtok_hml_loss.operators import level_operators, level_tiles
 from himtok_hml_loss.schedules import check_schedule
 
 
@@ -30,20 +30,27 @@ def _apply_per_sample(ops_h: Tensor, ops_w: Tensor, masks: Tensor) -> Tensor:
     return ops_h @ masks[:, None] @ ops_w.transpose(-1, -2)
 
 
-def _apply_blocked(ops_h: Tensor, ops_w: Tensor, levels: Tensor, masks: Tensor) -> Tensor:
-    """CPU path: a few samples at a time on the block pool, each a chain of small single-threaded GEMMs."""
+def _apply_banded(ops_h: Tensor, ops_w: Tensor, tiles_h, tiles_w, levels: list[int], masks: Tensor) -> Tensor:
+    """CPU path for levels shared by the batch.
+
+    The batch is cut into blocks of a few samples, run on the block pool; within a block each level is
+    applied to all its samples at once, tile by tile, skipping the zeros outside the Gaussian's band.
+    """
     b, h, w = masks.shape
-    out = masks.new_empty(b, levels.shape[-1], h, w)
-    rows = max(1, (1 << 18) // (levels.shape[-1] * h * w))
-    shared = levels.ndim == 1
-    row_ops_h = ops_h[levels] if shared else None
-    row_ops_wt = ops_w[levels].transpose(-1, -2) if shared else None
+    out = masks.new_empty(b, len(levels), h, w)
+    rows = max(1, (1 << 19) // (len(levels) * h * w))
 
     def work(start: int) -> None:
         stop = min(b, start + rows)
-        oh = row_ops_h if shared else ops_h[levels[start:stop]]
-        owt = row_ops_wt if shared else ops_w[levels[start:stop]].transpose(-1, -2)
-        torch.matmul(oh, masks[start:stop, None] @ owt, out=out[start:stop])
+        masks_t = masks[start:stop].transpose(1, 2)  # [c, W, H]
+        for k, level in enumerate(levels):
+            # Columns first, on the transposed masks: (M A_w^T)^T = A_w M^T.
+            cols_t = masks.new_empty(stop - start, w, h)
+            for r0, r1, c0, c1 in tiles_w[level]:
+                cols_t[:, r0:r1] = ops_w[level, r0:r1, c0:c1] @ masks_t[:, c0:c1]
+            cols = cols_t.transpose(1, 2)  # [c, H, W]
+            for r0, r1, c0, c1 in tiles_h[level]:
+                out[start:stop, k, r0:r1] = ops_h[level, r0:r1, c0:c1] @ cols[:, c0:c1]
 
     run_blocks(work, range(0, b, rows), masks.device)
     return out
@@ -76,8 +83,10 @@ def compute_level_labels(
     if levels.shape[-1] == 0:
         return masks.new_zeros(b, 0, h, w)
     with torch.autocast(masks.device.type, enabled=False), torch.no_grad():
-        if masks.device.type == "cpu":
-            labels = _apply_blocked(ops_h, ops_w, levels, masks)
+        if masks.device.type == "cpu" and levels.ndim == 1:
+            tiles_h = level_tiles(schedule, h, max_len)
+            tiles_w = tiles_h if w == h else level_tiles(schedule, w, max_len)
+            labels = _apply_banded(ops_h, ops_w, tiles_h, tiles_w, levels.tolist(), masks)
         elif levels.ndim == 1:
             labels = _apply_shared(ops_h[levels], ops_w[levels], masks)
         else:

@@ -68,6 +68,35 @@ def build_operators(schedule: str, size: int, max_len: int) -> Tensor:
     return gaussian_bands(sigmas, radii, size)
 
 
+Tile = tuple[int, int, int, int]
+
+
+def band_tiles(operator: Tensor, tile: int) -> tuple[Tile, ...]:
+    """Row tiles ``(r0, r1, c0, c1)`` such that rows r0:r1 of ``operator`` are zero outside columns c0:c1.
+
+    A narrow Gaussian touches few columns per tile, so ``operator @ x`` can skip most of the product. When
+    the tiles would still cover more than 3/4 of the matrix, one dense tile is returned instead.
+    """
+    size = operator.shape[0]
+    nonzero = operator != 0
+    tiles = []
+    for r0 in range(0, size, tile):
+        r1 = min(size, r0 + tile)
+        cols = nonzero[r0:r1].any(0).nonzero()[:, 0].tolist()
+        c0, c1 = (cols[0], cols[-1] + 1) if cols else (r0, r1)
+        tiles.append((r0, r1, c0, c1))
+    if sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in tiles) > 0.75 * size * size:
+        return ((0, size, 0, size),)
+    return tuple(tiles)
+
+
+@lru_cache(maxsize=16)
+def level_tiles(schedule: str, size: int, max_len: int) -> tuple[tuple[Tile, ...], ...]:
+    """:func:`band_tiles` of every level's operator (index = level), with tiles of a quarter side (>= 32)."""
+    operators = level_operators(schedule, size, max_len, torch.device("cpu"))
+    return tuple(band_tiles(op, max(32, size // 4)) for op in operators)
+
+
 @lru_cache(maxsize=16)
 def level_operators(schedule: str, size: int, max_len: int, device: torch.device) -> Tensor:
     """Cached float32 operators of :func:`build_operators` on ``device`` (built in float64 on the CPU)."""
