@@ -12,8 +12,19 @@ V = 16  # columns 13..15: more text
 
 
 def allowed_columns(processor: MaskTokenLogitsProcessor, ids: list[int]) -> set[int]:
-    scores = processor(torch.tensor([ids]), torch.zeros(1, V))
-    return set(torch.isfinite(scores[0]).nonzero().flatten().tolist())
+    raw = torch.randn(1, V)
+    scores = processor(torch.tensor([ids]), raw.clone())
+    allowed = torch.isfinite(scores[0])
+    assert torch.equal(scores[0][allowed], raw[0][allowed])  # allowed columns keep their value
+    return set(allowed.nonzero().flatten().tolist())
+
+
+def test_processor_leaves_the_raw_scores_alone() -> None:
+    # generate() keeps the tensor it passes in as the raw `output_logits`: it must not be edited in place.
+    raw = torch.randn(2, V)
+    copy = raw.clone()
+    MaskTokenLogitsProcessor(VOCAB, 3)(torch.tensor([[0, VOCAB.start_id], [0, 1]]), raw)
+    assert torch.equal(raw, copy)
 
 
 @given(
@@ -87,15 +98,33 @@ def check_constrained_generation(
     new = out[:, prompt_len:]
     for row, at in enumerate(steps):
         tokens = new[row].tolist()
-        mask_positions = [i for i, t in enumerate(tokens) if vocab.first_mask_id <= t <= vocab.last_id]
-        if at < 0:
-            assert vocab.start_id not in tokens and not mask_positions and vocab.end_id not in tokens
-            continue
-        start = tokens.index(vocab.start_id)
-        assert start == at
-        assert mask_positions == list(range(start + 1, start + 1 + length))
-        assert tokens[start + 1 + length] == vocab.end_id
-        assert tokens.count(vocab.end_id) == 1
+        if at >= 0:
+            assert tokens[at] == vocab.start_id
+            assert tokens[at + length + 1] == vocab.end_id  # the forced span is complete
+        assert_spans_well_formed(tokens, vocab, length)
+
+
+def assert_spans_well_formed(tokens: list[int], vocab: MaskVocab, length: int) -> None:
+    """Every start opens exactly `length` mask tokens closed by an end; no mask token or end elsewhere.
+
+    (Sampling may open further spans on its own: that is allowed, a malformed one is not.)
+    """
+    inside: list[int] = []
+    ends = 0
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == vocab.start_id:
+            span = list(range(i + 1, min(i + 1 + length, len(tokens))))
+            inside += span
+            if i + 1 + length < len(tokens):
+                assert tokens[i + 1 + length] == vocab.end_id
+                ends += 1
+            i += length + 2
+        else:
+            i += 1
+    mask_positions = [i for i, t in enumerate(tokens) if vocab.first_mask_id <= t <= vocab.last_id]
+    assert mask_positions == inside
+    assert tokens.count(vocab.end_id) == ends
 
 
 @settings(max_examples=6)

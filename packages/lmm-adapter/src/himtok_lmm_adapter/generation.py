@@ -8,6 +8,8 @@ generation all work, and one processor can serve many `generate` calls.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from transformers import LogitsProcessor
 
@@ -38,18 +40,18 @@ class MaskTokenLogitsProcessor(LogitsProcessor):
         return started & (written < self.length), started & (written == self.length)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        in_span, must_end = self.span_state(input_ids)
-        vocab_size = scores.shape[-1]
-        if self.vocab.last_id >= vocab_size:
+        if self.vocab.last_id >= scores.shape[-1]:
             raise ValueError(
-                f"scores have {vocab_size} columns but the mask vocabulary reaches id {self.vocab.last_id}"
+                f"scores have {scores.shape[-1]} columns but the mask vocabulary reaches id {self.vocab.last_id}"
             )
-        columns = torch.arange(vocab_size, device=scores.device)
-        is_mask = self.vocab.is_mask_id(columns)
-        is_end = columns == self.vocab.end_id
-        allowed = torch.where(in_span[:, None], is_mask[None, :], True)
-        allowed = torch.where(must_end[:, None], is_end[None, :], allowed)
-        if self.forbid_outside:
-            outside = ~(in_span | must_end)
-            allowed = allowed & ~(outside[:, None] & (is_mask | is_end)[None, :])
-        return scores.masked_fill(~allowed, float("-inf"))
+        in_span, must_end = self.span_state(input_ids)
+        outside = ~(in_span | must_end)
+        free = outside if not self.forbid_outside else torch.zeros_like(outside)
+        masks, end = self.vocab.mask_slice, self.vocab.end_id
+        # Fill whole rows by index, then rewrite the 1 + K special columns through slices: no [B, V] masks,
+        # which would dominate the cost at a 90k-token vocabulary.
+        out = scores.clone()
+        out.index_fill_(0, (~outside).nonzero().flatten(), float("-inf"))
+        out[:, masks] = scores[:, masks].masked_fill(~(in_span | free)[:, None], float("-inf"))
+        out[:, end] = scores[:, end].masked_fill(~(must_end | free), float("-inf"))
+        return cast(torch.FloatTensor, out)

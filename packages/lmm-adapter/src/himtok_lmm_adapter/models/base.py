@@ -9,7 +9,7 @@ whose layout differs subclasses it and overrides the few methods that differ, th
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from torch import nn
 
@@ -20,7 +20,7 @@ class VLMAdapter(Protocol):
 
     def input_embeddings(self, model: Any) -> nn.Embedding: ...
 
-    def output_embeddings(self, model: Any) -> nn.Module: ...
+    def output_embeddings(self, model: Any) -> nn.Linear: ...
 
     def embeddings_tied(self, model: Any) -> bool: ...
 
@@ -37,11 +37,11 @@ class HFVLMAdapter:
     def input_embeddings(self, model: Any) -> nn.Embedding:
         return model.get_input_embeddings()
 
-    def output_embeddings(self, model: Any) -> nn.Module:
+    def output_embeddings(self, model: Any) -> nn.Linear:
         head = model.get_output_embeddings()
         if head is None:
             raise ValueError(f"{type(model).__name__} has no output embeddings (LM head)")
-        return head
+        return cast(nn.Linear, head)
 
     def embeddings_tied(self, model: Any) -> bool:
         return self.input_embeddings(model).weight is self.output_embeddings(model).weight
