@@ -464,6 +464,7 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
         torch.distributed.all_gather_object(digests, digest)
         if len(set(digests)) != 1:
             raise TrainingStopped(f"ranks ended with different weights: {digests}")
+    training_codes = trainer.code_summary()  # a collective: every rank takes part
     if not info.is_main:
         return None
     evaluation = trainer.run_validation(trainer.config.val_size, keep_examples=REPORT_EXAMPLES)
@@ -478,7 +479,7 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
             "sources": trainer.config.val_data,
             **evaluation.metrics(),
         },
-        "training_codes": trainer.code_summary(),
+        "training_codes": training_codes,
         "skipped": trainer.skips.summary(),
         "warnings": trainer.warnings,
         "weights_sha256": digest,
