@@ -44,7 +44,9 @@ def shared_dir() -> Path:
     """Path of ../shared; skips the test with a clear reason when it is not there."""
     path = shared_root()
     if path is None:
-        pytest.skip("../shared is not beside the checkout (set HIMTOK_SHARED to point at it); CI always has it")
+        pytest.skip(
+            "../shared is not beside the checkout (set HIMTOK_SHARED to point at it); CI always has it"
+        )
     return path
 
 

@@ -73,8 +73,15 @@ def tests(session: nox.Session, package: str) -> None:
     session.chdir(ROOT)
     session.install(*[str(p) for p in _sibling_closure(name, PACKAGES)], *TEST_TOOLS)
     tests_dir = PACKAGES[name] / "tests"
-    session.run("pytest", str(tests_dir.relative_to(ROOT)), "-q", "-p", "no:cacheprovider", *session.posargs,
-                success_codes=[0, 5])
+    session.run(
+        "pytest",
+        str(tests_dir.relative_to(ROOT)),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        success_codes=[0, 5],
+    )
 
 
 @nox.session(venv_backend="none")
@@ -84,22 +91,50 @@ def isolation(session: nox.Session) -> None:
     wheelhouse = ROOT / ".nox" / "wheelhouse"
     session.run("rm", "-rf", str(wheelhouse), external=True)
     for name in PACKAGES:
-        session.run("uv", "build", "--package", name, "--no-sources", "--wheel", "--out-dir", str(wheelhouse),
-                    "--quiet", external=True)
+        session.run(
+            "uv",
+            "build",
+            "--package",
+            name,
+            "--no-sources",
+            "--wheel",
+            "--out-dir",
+            str(wheelhouse),
+            "--quiet",
+            external=True,
+        )
     for name in PACKAGES:
         venv = ROOT / ".nox" / f"isolated-{name}"
         python = venv / "bin" / "python"
         session.run("uv", "venv", "--quiet", "--clear", str(venv), external=True)
         # --find-links serves the siblings from the wheelhouse; everything else (torch, ...) comes from the index.
-        session.run("uv", "pip", "install", "--quiet", "--python", str(python), "--find-links", str(wheelhouse),
-                    name, external=True)
+        session.run(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(python),
+            "--find-links",
+            str(wheelhouse),
+            name,
+            external=True,
+        )
         module = name.replace("-", "_")
-        session.run(str(python), "-c", f"import {module}; print({module}.__name__, {module}.__version__)",
-                    external=True)
+        session.run(
+            str(python),
+            "-c",
+            f"import {module}; print({module}.__name__, {module}.__version__)",
+            external=True,
+        )
         if name == "himtok-prompt-templates":
             # The templates are pure Python: installing them must not pull torch in.
-            session.run(str(python), "-c", "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)",
-                        external=True)
+            session.run(
+                str(python),
+                "-c",
+                "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)",
+                external=True,
+            )
 
 
 @nox.session(venv_backend="none")
@@ -122,7 +157,11 @@ def types(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every package's benchmarks/bench_*.py, quick sizes unless `-- --full` is given."""
     session.chdir(ROOT)
-    args = [a for a in session.posargs if a != "--full"] if "--full" in session.posargs else ["--quick", *session.posargs]
+    args = (
+        [a for a in session.posargs if a != "--full"]
+        if "--full" in session.posargs
+        else ["--quick", *session.posargs]
+    )
     scripts = sorted(ROOT.glob("packages/*/benchmarks/bench_*.py"))
     if not scripts:
         session.skip("no benchmarks found")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig
 from himtok_prompt_templates import build_conversation, format_mask_tokens, parse_response
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
