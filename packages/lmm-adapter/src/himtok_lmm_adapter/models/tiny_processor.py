@@ -3,7 +3,8 @@
 transformers' `InternVLProcessor` needs torchvision (for its video processor) even for images, so the tiny
 model gets this small stand-in with the same conventions: each `<IMG_CONTEXT>` in the text becomes
 `<img>` + `image_seq_length` x `<IMG_CONTEXT>` + `</img>`, each image is one square tile, resized
-bicubically and normalised with the ImageNet mean and std, as InternVL does.
+bicubically and normalised with the ImageNet mean and std, as InternVL does. Images may be PIL images,
+HxWx3 uint8 arrays or tensors; only numpy and torch are needed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 from transformers import BatchEncoding
 
 from himtok_lmm_adapter.models.tiny_tokenizer import IMAGE_CONTEXT, IMAGE_END, IMAGE_START
@@ -36,16 +37,20 @@ class TinyInternVLProcessor:
         )
 
     def pixel_values(self, images: Sequence[Any]) -> torch.Tensor:
-        """[N, 3, S, S] float tiles from PIL images or HxWx3 uint8 arrays."""
+        """[N, 3, S, S] float tiles from RGB PIL images or HxWx3 uint8 arrays/tensors."""
         tiles = []
         for image in images:
-            pil = (
-                image
-                if isinstance(image, Image.Image)
-                else Image.fromarray(np.asarray(image, dtype=np.uint8))
+            pixels = torch.as_tensor(np.asarray(image, dtype=np.float32)) / 255.0
+            if pixels.dim() != 3 or pixels.shape[-1] != 3:
+                raise ValueError(f"images must be RGB, HxWx3, got shape {tuple(pixels.shape)}")
+            tile = F.interpolate(
+                pixels.permute(2, 0, 1)[None],
+                size=(self.image_size, self.image_size),
+                mode="bicubic",
+                antialias=True,
+                align_corners=False,
             )
-            pil = pil.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
-            tiles.append(torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1))
+            tiles.append(tile[0].clamp(0, 1))
         mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
         std = torch.tensor(IMAGENET_STD)[:, None, None]
         return (torch.stack(tiles) - mean) / std
