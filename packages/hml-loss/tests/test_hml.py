@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from himtok_hml_loss import HierarchicalMaskLoss, HMLOutput, level_labels
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
+    """numpy's assert_allclose on tensors (torch.testing imports torch.distributed on first use: seconds)."""
+    assert got.shape == want.shape, f"shape {tuple(got.shape)} != {tuple(want.shape)}"
+    np.testing.assert_allclose(
+        got.detach().double().numpy(), want.detach().double().numpy(), rtol=rtol, atol=atol
+    )
 
 
 def blob_masks(seed: int, batch: int, size: int) -> torch.Tensor:
@@ -117,12 +126,8 @@ def test_batched_loss_equals_mean_of_per_sample_losses(seed, schedule, from_prob
     loss = HierarchicalMaskLoss(dice_weight=0.5, schedule=schedule, from_probs=from_probs)
     batched = loss(predictions, masks, levels)
     alone = [loss(predictions[b : b + 1], masks[b : b + 1], levels[b : b + 1]) for b in range(3)]
-    torch.testing.assert_close(
-        batched.total, torch.stack([o.total for o in alone]).mean(), rtol=1e-5, atol=1e-6
-    )
-    torch.testing.assert_close(
-        batched.per_level, torch.stack([o.per_level for o in alone]).mean(0), rtol=1e-5, atol=1e-6
-    )
+    assert_close(batched.total, torch.stack([o.total for o in alone]).mean(), rtol=1e-5, atol=1e-6)
+    assert_close(batched.per_level, torch.stack([o.per_level for o in alone]).mean(0), rtol=1e-5, atol=1e-6)
 
 
 def test_value_matches_direct_formula():
@@ -135,14 +140,14 @@ def test_value_matches_direct_formula():
     p = torch.sigmoid(logits)
     dice = (1 - (2 * (p * labels).sum((-2, -1)) + 1) / (p.sum((-2, -1)) + labels.sum((-2, -1)) + 1)).mean(0)
     out = HierarchicalMaskLoss(bce_weight=2.0, dice_weight=0.5)(logits, masks, levels)
-    torch.testing.assert_close(out.bce, bce)
-    torch.testing.assert_close(out.dice, dice)
-    torch.testing.assert_close(out.per_level, 2.0 * bce + 0.5 * dice)
-    torch.testing.assert_close(out.total, out.per_level.sum())
+    assert_close(out.bce, bce)
+    assert_close(out.dice, dice)
+    assert_close(out.per_level, 2.0 * bce + 0.5 * dice)
+    assert_close(out.total, out.per_level.sum())
     mean_out = HierarchicalMaskLoss(bce_weight=2.0, dice_weight=0.5, reduction_over_levels="mean")(
         logits, masks, levels
     )
-    torch.testing.assert_close(mean_out.total, out.per_level.mean())
+    assert_close(mean_out.total, out.per_level.mean())
 
 
 def test_official_preset_pools_dice_over_the_batch_on_probabilities():
@@ -163,9 +168,9 @@ def test_official_preset_pools_dice_over_the_batch_on_probabilities():
     bce = -(labels * p.log() + (1 - labels) * (1 - p).log()).mean((0, 2, 3))
     dice = 1 - (2 * (p * labels).sum((0, 2, 3)) + 1e-6) / (p.sum((0, 2, 3)) + labels.sum((0, 2, 3)) + 1e-6)
     out = loss(probs, masks, levels)
-    torch.testing.assert_close(out.bce, bce, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out.dice, dice, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(out.total, (bce + 0.25 * dice).sum(), rtol=1e-5, atol=1e-6)
+    assert_close(out.bce, bce, rtol=1e-5, atol=1e-6)
+    assert_close(out.dice, dice, rtol=1e-5, atol=1e-6)
+    assert_close(out.total, (bce + 0.25 * dice).sum(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -180,7 +185,7 @@ def test_half_precision_logits_give_float32_loss_and_gradients_in_input_dtype(dt
     assert out.total.dtype == torch.float32
     assert logits.grad.dtype == dtype
     want = HierarchicalMaskLoss()(logits.detach().float(), masks, levels).total
-    torch.testing.assert_close(out.total, want)
+    assert_close(out.total, want)
 
 
 def test_autocast_does_not_lower_the_loss_precision():
@@ -190,7 +195,7 @@ def test_autocast_does_not_lower_the_loss_precision():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got = HierarchicalMaskLoss()(logits, masks, torch.tensor([1, 4])).total
     assert got.dtype == torch.float32
-    torch.testing.assert_close(got, want)
+    assert_close(got, want)
 
 
 def test_levels_are_drawn_when_not_given():

@@ -14,6 +14,14 @@ from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
 
+def assert_close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
+    """numpy's assert_allclose on tensors (torch.testing imports torch.distributed on first use: seconds)."""
+    assert got.shape == want.shape, f"shape {tuple(got.shape)} != {tuple(want.shape)}"
+    np.testing.assert_allclose(
+        got.detach().double().numpy(), want.detach().double().numpy(), rtol=rtol, atol=atol
+    )
+
+
 def random_masks(seed: int, batch: int, height: int, width: int, soft: bool = False) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     noise = torch.rand(batch, 1, max(2, height // 8), max(2, width // 8), generator=gen)
@@ -94,7 +102,7 @@ def test_resize_schedule_is_bilinear_down_then_up(level):
     side_h, side_w = resize_side(level, 256), resize_side(level, 128)
     small = F.interpolate(masks[:, None], size=(side_h, side_w), mode="bilinear", align_corners=False)
     want = F.interpolate(small, size=(256, 128), mode="bilinear", align_corners=False)[:, 0]
-    torch.testing.assert_close(labels, want, atol=5e-5, rtol=0)
+    assert_close(labels, want, atol=5e-5, rtol=0)
 
 
 @pytest.mark.parametrize("schedule", ["paper", "official", "resize"])
@@ -172,15 +180,15 @@ def test_per_sample_levels_equal_shared_levels_row_by_row():
     labels = level_labels(masks, per_sample)
     for b in range(3):
         alone = level_labels(masks[b : b + 1], per_sample[b])
-        torch.testing.assert_close(labels[b], alone[0], atol=1e-6, rtol=0)
+        assert_close(labels[b], alone[0], atol=1e-6, rtol=0)
 
 
 def test_accepts_bool_uint8_and_channel_dim():
     masks = random_masks(2, 2, 16, 16)
     want = level_labels(masks, torch.tensor([3]))
-    torch.testing.assert_close(level_labels(masks.bool(), torch.tensor([3])), want)
-    torch.testing.assert_close(level_labels(masks.to(torch.uint8), torch.tensor([3])), want)
-    torch.testing.assert_close(level_labels(masks[:, None], torch.tensor([3])), want)
+    assert_close(level_labels(masks.bool(), torch.tensor([3])), want)
+    assert_close(level_labels(masks.to(torch.uint8), torch.tensor([3])), want)
+    assert_close(level_labels(masks[:, None], torch.tensor([3])), want)
 
 
 @pytest.mark.parametrize(

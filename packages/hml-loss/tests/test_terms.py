@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import himtok_hml_loss.terms as terms
+import numpy as np
 import pytest
 import torch
 from himtok_hml_loss.terms import map_statistics, map_statistics_reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, rtol: float = 1.3e-6, atol: float = 1e-5) -> None:
+    """numpy's assert_allclose on tensors (torch.testing imports torch.distributed on first use: seconds)."""
+    assert got.shape == want.shape, f"shape {tuple(got.shape)} != {tuple(want.shape)}"
+    np.testing.assert_allclose(
+        got.detach().double().numpy(), want.detach().double().numpy(), rtol=rtol, atol=atol
+    )
 
 
 def weighted_sum(stats, weights):
@@ -21,9 +30,9 @@ def compare(predictions, full, levels, from_probs, atol_grad):
     plain = map_statistics_reference(predictions, full, levels, from_probs=from_probs, prob_eps=1e-6)
     (grad_plain,) = torch.autograd.grad(weighted_sum(plain, weights), predictions)
     for got, want in zip(fused, plain, strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+        assert_close(got, want, rtol=1e-5, atol=1e-4)
     assert grad_fused.dtype == predictions.dtype
-    torch.testing.assert_close(grad_fused.float(), grad_plain.float(), rtol=1e-3, atol=atol_grad)
+    assert_close(grad_fused.float(), grad_plain.float(), rtol=1e-3, atol=atol_grad)
 
 
 @settings(max_examples=20)
@@ -71,7 +80,7 @@ def test_half_precision_inputs_are_computed_in_float32(dtype, from_probs):
         predictions.detach().float(), full, levels, from_probs=from_probs, prob_eps=1e-6
     )
     for got, ref in zip(stats, want, strict=True):
-        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        assert_close(got, ref, rtol=1e-5, atol=1e-5)
     compare(predictions, full, levels, from_probs, atol_grad=1e-3)
 
 

@@ -4,14 +4,16 @@ The loss walks over the batch a few maps at a time so that temporaries stay in c
 thread, each of those small ops would fork and join torch's intra-op thread pool; on a busy machine every
 join waits for a preempted thread, and the loss ran several times slower than the unblocked version.
 Instead, blocks go to a small thread pool (torch releases the GIL inside ops) while torch's intra-op
-parallelism is set to 1, then restored. CUDA tensors and single-threaded runs use a plain loop.
+parallelism is set to 1, then restored (so another thread running torch CPU ops at the same time runs
+single-threaded for that moment). CUDA tensors use a plain loop.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -34,18 +36,37 @@ def _executor(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run the enclosed torch CPU ops with intra-op parallelism 1 (restored afterwards)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_blocks(work: Callable[[Block], None], blocks: Sequence[Block], device: torch.device) -> None:
-    """Call ``work(block)`` for every block; blocks must write to disjoint outputs."""
+    """Call ``work(block)`` for every block; blocks must write to disjoint outputs.
+
+    Blocks are small by construction, so on CPU each runs single-threaded, several at a time when there are
+    several blocks and several threads.
+    """
     threads = torch.get_num_threads()
     in_worker = threading.current_thread().name.startswith("himtok-hml")
-    if device.type != "cpu" or threads == 1 or len(blocks) < 2 or in_worker:
+    if device.type != "cpu" or in_worker:
         for block in blocks:
             work(block)
         return
-    pool = _executor(min(threads, len(blocks)))
-    torch.set_num_threads(1)
-    try:
-        for future in [pool.submit(work, block) for block in blocks]:
-            future.result()
-    finally:
-        torch.set_num_threads(threads)
+    with single_threaded():
+        if len(blocks) < 2 or threads == 1:
+            for block in blocks:
+                work(block)
+        else:
+            pool = _executor(min(threads, len(blocks)))
+            for future in [pool.submit(work, block) for block in blocks]:
+                future.result()

@@ -25,9 +25,22 @@ def _apply_shared(ops_h: Tensor, ops_w: Tensor, masks: Tensor) -> Tensor:
     return out.permute(2, 0, 1, 3)
 
 
-def _apply_per_sample(ops_h: Tensor, ops_w: Tensor, masks: Tensor) -> Tensor:
-    """Labels for per-sample levels: ``ops_h [B, n, H, H]``, ``ops_w [B, n, W, W]``, masks ``[B, H, W]``."""
-    return ops_h @ masks[:, None] @ ops_w.transpose(-1, -2)
+def _apply_per_sample(ops_h: Tensor, ops_w: Tensor, levels: Tensor, masks: Tensor) -> Tensor:
+    """Labels for per-sample levels ``[B, n]``: each sample's operators gathered, a batched product per block
+    of samples (one block on CUDA)."""
+    b, h, w = masks.shape
+    out = masks.new_empty(b, levels.shape[-1], h, w)
+    rows = b if masks.device.type != "cpu" else max(1, (1 << 19) // (levels.shape[-1] * h * w))
+
+    def work(start: int) -> None:
+        stop = min(b, start + rows)
+        chosen = levels[start:stop]
+        torch.matmul(
+            ops_h[chosen], masks[start:stop, None] @ ops_w[chosen].transpose(-1, -2), out=out[start:stop]
+        )
+
+    run_blocks(work, range(0, b, rows), masks.device)
+    return out
 
 
 def _apply_banded(ops_h: Tensor, ops_w: Tensor, tiles_h, tiles_w, levels: list[int], masks: Tensor) -> Tensor:
@@ -90,7 +103,7 @@ def compute_level_labels(
         elif levels.ndim == 1:
             labels = _apply_shared(ops_h[levels], ops_w[levels], masks)
         else:
-            labels = _apply_per_sample(ops_h[levels], ops_w[levels], masks)
+            labels = _apply_per_sample(ops_h, ops_w, levels, masks)
         if schedule == "official":
             peak = labels.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)
             is_full = (levels == max_len)[..., None, None]

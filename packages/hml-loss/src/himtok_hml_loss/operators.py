@@ -15,6 +15,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from himtok_hml_loss.blocks import single_threaded
 from himtok_hml_loss.schedules import blur_parameters, check_schedule, resize_side
 
 
@@ -100,4 +101,6 @@ def level_tiles(schedule: str, size: int, max_len: int) -> tuple[tuple[Tile, ...
 @lru_cache(maxsize=16)
 def level_operators(schedule: str, size: int, max_len: int, device: torch.device) -> Tensor:
     """Cached float32 operators of :func:`build_operators` on ``device`` (built in float64 on the CPU)."""
-    return build_operators(schedule, size, max_len).to(device=device, dtype=torch.float32)
+    with single_threaded():  # dozens of small float64 products: threads only add synchronisation
+        operators = build_operators(schedule, size, max_len)
+    return operators.to(device=device, dtype=torch.float32)
