@@ -20,6 +20,10 @@ from himtok_apps.data import (
 from himtok_apps.stage1.config import SAMPLE_DIR
 from PIL import Image
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation:DeprecationWarning"
+)  # pycocotools on NumPy 2
+
 
 def assert_mask(mask: np.ndarray) -> None:
     assert mask.dtype == np.float32 and mask.ndim == 2

@@ -18,6 +18,10 @@ from himtok_apps.stage1.config import SAMPLE_DIR
 from himtok_apps.stage1.trainer import Trainer
 from himtok_mask_tokenizer import MaskTokenizer
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation:DeprecationWarning"
+)  # pycocotools on NumPy 2
+
 REPO = Path(__file__).resolve().parents[2]
 SMALL_MODEL = {
     "encoder_width": 32,

@@ -13,21 +13,38 @@ from himtok_apps.data.spec import DataSpec
 
 def build_source(spec: DataSpec, skips: SkipCounter | None = None) -> MaskSource:
     """The source a spec names; a source that holds no usable mask raises ``ValueError``."""
-    common = {"context": spec.context, "limit": spec.limit, "skips": skips, "name": spec.text}
+    context, limit, name = spec.context, spec.limit, spec.text
     source: MaskSource
     if spec.kind == "coco":
+        crowd = bool(spec.options.get("crowd", 0))
         source = CocoSource(
-            spec.path, spec.extra, min_area=spec.min_area, crowd=bool(spec.options.get("crowd", 0)), **common
+            spec.path,
+            spec.extra,
+            min_area=spec.min_area,
+            crowd=crowd,
+            context=context,
+            limit=limit,
+            skips=skips,
+            name=name,
         )
     elif spec.kind == "pngdir":
-        source = PngDirSource(spec.path, min_area=spec.min_area, **common)
+        source = PngDirSource(
+            spec.path, min_area=spec.min_area, context=context, limit=limit, skips=skips, name=name
+        )
     elif spec.kind == "labelmap":
         ignore = spec.options.get("ignore")
         source = LabelMapSource(
-            spec.path, spec.extra, ignore=list(ignore) if ignore else None, min_area=spec.min_area, **common
+            spec.path,
+            spec.extra,
+            ignore=[int(v) for v in ignore] if isinstance(ignore, list) else None,
+            min_area=spec.min_area,
+            context=context,
+            limit=limit,
+            skips=skips,
+            name=name,
         )
     elif spec.kind == "jsonl":
-        source = JsonlSource(spec.path, spec.extra, **common)
+        source = JsonlSource(spec.path, spec.extra, context=context, limit=limit, skips=skips, name=name)
     else:  # parse_data_spec only lets the known kinds through
         raise ValueError(f"unknown data kind {spec.kind!r}")
     if len(source) == 0:

@@ -74,8 +74,8 @@ class LabelMapSource(MaskSource):
                 skips.add(self.name, str(path.relative_to(self.root)), str(error))
                 continue
             counts = np.bincount(labels.reshape(-1).astype(np.int64))
-            for value in np.flatnonzero(counts):
-                value = int(value)
+            for raw in np.flatnonzero(counts):
+                value = int(raw)
                 if value in ignored or (self.classes is not None and value not in self.classes):
                     continue
                 if counts[value] >= min_area * labels.size:

@@ -74,7 +74,7 @@ def render_validation(
     """The first ``limit`` readable masks of ``source`` rendered without randomness: float32 [N, size, size]."""
     skips = skips if skips is not None else SkipCounter()
     config = AugmentConfig(size=size)
-    masks = []
+    masks: list[np.ndarray] = []
     for index in range(len(source)):
         if limit is not None and len(masks) >= limit:
             break

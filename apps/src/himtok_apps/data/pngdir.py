@@ -30,7 +30,7 @@ class PngDirSource(MaskSource):
         paths = list_pngs(self.root)
         if min_area > 0:
             skips = skips if skips is not None else SkipCounter()
-            kept = []
+            kept: list[Path] = []
             for path in paths:
                 if limit is not None and len(kept) >= limit:
                     break

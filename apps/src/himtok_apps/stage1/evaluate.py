@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from himtok_mask_tokenizer import MaskTokenizer
 from torch import Tensor
 
 from himtok_apps.stage1.codebook import CodeCounter
@@ -29,7 +30,7 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module,
+    model: MaskTokenizer,
     masks: Tensor,
     lengths: Sequence[int],
     batch_size: int = 64,
@@ -40,7 +41,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    counter = CodeCounter(model.config.num_latent_tokens, model.config.codebook_size)  # type: ignore[union-attr]
+    counter = CodeCounter(model.config.num_latent_tokens, model.config.codebook_size)
     ious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     bious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     examples: dict[int, list[Tensor]] = {n: [] for n in lengths}
@@ -48,10 +49,10 @@ def evaluate(
         for start in range(0, masks.shape[0], batch_size):
             target = masks[start : start + batch_size].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                tokens = model.encode(target)  # type: ignore[operator]
+                tokens = model.encode(target)
                 counter.update(tokens)
                 for n in lengths:
-                    probs = model.decode(tokens[:, :n]).float()  # type: ignore[operator]
+                    probs = model.decode(tokens[:, :n]).float()
                     ious[n].append(iou(probs, target).cpu())
                     bious[n].append(boundary_iou(probs, target).cpu())
                     if start == 0 and keep_examples:

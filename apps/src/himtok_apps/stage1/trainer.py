@@ -130,7 +130,8 @@ class Trainer:
             n_levels=config.hml_levels,
             max_len=self.model.config.num_latent_tokens,
         )
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for name, param in self.model.named_parameters():
             if param.requires_grad:
                 (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
