@@ -38,6 +38,9 @@ def test_eval_indices_to_codes_equals_quantized(seed, batch, length, reparam, l2
     assert indices.shape == (batch, length)
     assert indices.dtype == torch.int64
     assert torch.equal(vq.indices_to_codes(indices), quantized)
+    # nearest() is the same search as forward, whatever the chunking.
+    assert torch.equal(vq.nearest(z)[2].view(batch, length), indices)
+    assert torch.equal(vq.nearest(z, chunk_size=7)[2].view(batch, length), indices)
 
 
 @settings(max_examples=20)

@@ -191,27 +191,17 @@ class VectorQuantizer(nn.Module):
             flat = z.reshape(-1, self.dim).float()
             return F.normalize(flat, dim=-1) if self.l2_norm else flat
 
-    def nearest(self, z: Tensor, chunk_size: int = 65536) -> tuple[Tensor, Tensor, Tensor]:
+    def nearest(self, z: Tensor, chunk_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Float32 nearest-code search. Returns (normalised z [N, d], codebook used [K, d], indices [N]).
 
-        Rows are searched ``chunk_size`` at a time, so the N x K distance matrix is never held whole.
+        The first two carry gradients; the search itself runs without autograd, ``chunk_size`` rows at a time
+        (default: ``search_chunk_rows``, else sized to the cache), so the N x K distance matrix is never held
+        whole. Same search, hence the same indices, as ``forward``.
         """
-        flat = z.reshape(-1, self.dim).float()
-        with torch.autocast(device_type=flat.device.type, enabled=False):
-            codebook = self.normalized_codebook()
-            if self.l2_norm:
-                flat = F.normalize(flat, dim=-1)
-            code_sq = codebook.detach().pow(2).sum(dim=1)
-            codebook_t = codebook.detach().t()
-            indices = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
-            with torch.no_grad():
-                for start in range(0, flat.shape[0], chunk_size):
-                    rows = flat[start : start + chunk_size].detach()
-                    # argmin ||z||^2 + ||c||^2 - 2 z.c (the official expansion). ||z||^2 is the same for every
-                    # code, so it is left out: one fused addmm pass instead of three over the N x K matrix.
-                    # Rounding can differ from the official order only for near-ties (margins below ~1e-6).
-                    distances = torch.addmm(code_sq, rows, codebook_t, alpha=-2.0)
-                    indices[start : start + chunk_size] = distances.argmin(dim=1)
+        flat = self._prepare(z)
+        codebook = self.normalized_codebook()
+        rows = chunk_size if chunk_size is not None else self.search_chunk_rows
+        indices = nearest_code_indices(flat.detach(), codebook.detach(), rows)
         return flat, codebook, indices
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor, QuantizerAux]:
