@@ -97,7 +97,16 @@ def test_run_writes_checkpoint_metrics_and_report(tmp_path: Path) -> None:
     assert tokens.shape == (1, 32) and model.decode(tokens[:, :4]).shape == (1, 256, 256)
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4, 6]
-    assert {"loss", "lr", "grad_norm", "usage", "perplexity", "entropy_bits", "masks_per_s"} <= set(lines[0])
+    assert {
+        "loss",
+        "lr",
+        "grad_norm",
+        "usage",
+        "perplexity",
+        "entropy_bits",
+        "masks_per_s",
+        "cpu_s_per_step",
+    } <= set(lines[0])
     assert len(lines[0]["entropy_bits"]) == 32
     assert set(lines[1]["val"]["per_length"]) == {"1", "2", "4", "8", "16", "32"}
     report = json.loads((run / "report" / "summary.json").read_text())

@@ -347,7 +347,7 @@ class Trainer:
             unit="step",
         )
         window: list[dict[str, float]] = []
-        window_start, window_steps = time.perf_counter(), 0
+        window_start, window_steps, window_cpu = time.perf_counter(), 0, time.process_time()
         loop_start, elapsed_before = time.perf_counter(), self.elapsed_s
         while self.step < config.max_steps:
             if config.halt_after is not None and self.step >= config.halt_after:
@@ -375,6 +375,8 @@ class Trainer:
                     "step": self.step,
                     **{k: round(v, 6) for k, v in means.items()},
                     "masks_per_s": round(rate, 2),
+                    # CPU seconds of this process per step: unlike wall time, barely affected by other jobs.
+                    "cpu_s_per_step": round((time.process_time() - window_cpu) / window_steps, 3),
                     "elapsed_s": round(self.elapsed_s, 1),
                     **codes,
                 }
@@ -394,6 +396,7 @@ class Trainer:
                 self.log_line(record)
                 self.counter.reset()
                 window, window_start, window_steps = [], time.perf_counter(), 0
+                window_cpu = time.process_time()
             if self.step % config.ckpt_every == 0:
                 self.save()
         bar.close()
