@@ -157,3 +157,20 @@ def test_prompt_ending_with_start_token_is_continued_with_a_full_span(tiny_lmm) 
     new = out[:, batch["input_ids"].shape[1] :]
     assert bool(vocab.is_mask_id(new[:, :8]).all())
     assert new[:, 8].tolist() == [vocab.end_id] * 2
+
+
+def test_beam_search_keeps_the_spans_well_formed(shared_lmm) -> None:
+    model, tokenizer, vocab = shared_lmm.model, shared_lmm.tokenizer, shared_lmm.vocab
+    batch = tokenizer(["Segment the dog. <|mt_start|>", "road"], return_tensors="pt", padding=True)
+    out = model.generate(
+        **batch,
+        max_new_tokens=12,
+        num_beams=3,
+        num_return_sequences=3,
+        do_sample=False,
+        logits_processor=[MaskTokenLogitsProcessor(vocab, 8)],
+    )
+    new = out[:, batch["input_ids"].shape[1] :]
+    assert bool(vocab.is_mask_id(new[:3, :8]).all()) and new[:3, 8].tolist() == [vocab.end_id] * 3
+    for row in out.tolist():  # whole rows: the first prompt opens the span
+        assert_spans_well_formed(row, vocab, 8)
