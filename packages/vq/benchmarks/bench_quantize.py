@@ -6,7 +6,9 @@
 Both quantizers run in eval mode under ``torch.no_grad`` on the same inputs, with cosine similarity
 (l2-normalised inputs and codes), the same K and d, and the *same* codebook: the peer's table is overwritten
 with himtok-vq's normalised codebook, so the two must return the same indices (the agreement is printed; only
-float32 near-ties may differ). The peer is ``vector_quantize_pytorch.VectorQuantize(use_cosine_sim=True)``.
+float32 near-ties may differ). The peer is ``vector_quantize_pytorch.VectorQuantize(use_cosine_sim=True)``;
+it builds [N, K] distance and one-hot matrices, so it is fed ``--peer-batch`` vectors per call (2^16 by
+default: one call on 2^20 vectors needed more than 16 GB), while himtok-vq takes all N in one call.
 
 The two are measured in the same process, alternating run by run so that a busy machine slows both alike.
 Time: best and median wall time over ``--repeats`` runs. Memory: the peak resident memory a run adds above
@@ -56,7 +58,9 @@ def measure(run: Callable[[], torch.Tensor]) -> tuple[float, float, torch.Tensor
     return seconds, extra, indices
 
 
-def build(n: int, seed: int, chunk_rows: int | None) -> dict[str, Callable[[], torch.Tensor]]:
+def build(
+    n: int, seed: int, chunk_rows: int | None, peer_batch: int
+) -> dict[str, Callable[[], torch.Tensor]]:
     from himtok_vq import VectorQuantizer
 
     torch.manual_seed(seed)
@@ -74,7 +78,12 @@ def build(n: int, seed: int, chunk_rows: int | None) -> dict[str, Callable[[], t
     peer = VectorQuantize(dim=DIM, codebook_size=K, use_cosine_sim=True).eval()
     with torch.no_grad():
         peer._codebook.embed.copy_(ours.normalized_codebook()[None])
-    runs["vector_quantize_pytorch"] = lambda: peer(z)[1]
+    rows = max(1, peer_batch // TOKENS)
+    # The peer materialises [N, K] distances and a [N, K] one-hot: one call on 2^20 vectors took more than
+    # 16 GB here, so it gets the vectors in batches (its indices are concatenated).
+    runs["vector_quantize_pytorch"] = lambda: torch.cat(
+        [peer(z[i : i + rows])[1] for i in range(0, len(z), rows)]
+    )
     return runs
 
 
@@ -87,6 +96,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (3)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--chunk-rows", type=int, default=None, help="himtok_vq search chunk (default: auto)")
+    parser.add_argument(
+        "--peer-batch", type=int, default=2**16, help="vectors per vector-quantize-pytorch call (2^16)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     n = args.n or (2**16 if args.quick else 2**20)
@@ -96,7 +108,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    runs = build(n, seed=0, chunk_rows=args.chunk_rows)
+    runs = build(n, seed=0, chunk_rows=args.chunk_rows, peer_batch=args.peer_batch)
     for run in runs.values():  # warm-up: first-call allocations and kernel selection
         with torch.no_grad():
             run()
@@ -128,7 +140,13 @@ def main() -> None:
             "peak_extra_mib": peaks[name],
         }
         print(f"{name:<26}{n / best:>18,.0f}{n / median:>12,.0f}{peaks[name]:>16,.1f}")
-    summary: dict[str, object] = {"n": n, "dim": DIM, "codebook_size": K, "threads": torch.get_num_threads()}
+    summary: dict[str, object] = {
+        "n": n,
+        "dim": DIM,
+        "codebook_size": K,
+        "threads": torch.get_num_threads(),
+        "peer_batch": args.peer_batch,
+    }
     if "vector_quantize_pytorch" in runs:
         ours, peer = results["himtok_vq"], results["vector_quantize_pytorch"]
         speed = ours["vectors_per_s_best"] / peer["vectors_per_s_best"]
