@@ -274,6 +274,8 @@ def test_bad_indices_and_probs_raise():
         vq.indices_to_codes(torch.tensor([1.0]))
     with pytest.raises(ValueError, match="shape"):
         vq.probs_to_codes(torch.rand(2, 15))
+    with pytest.raises(ValueError, match="floating-point"):
+        vq.probs_to_codes(torch.ones(2, 16, dtype=torch.long))
     with pytest.raises(ValueError, match="reparam"):
         VectorQuantizer(reparam="bogus")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="usage_decay"):

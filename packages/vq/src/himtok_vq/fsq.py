@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from himtok_vq.quantizer import (
     QuantizerAux,
     check_indices,
+    check_probs,
     check_vectors,
     code_histogram,
     perplexity_from_counts,
@@ -108,10 +109,7 @@ class FSQ(nn.Module):
 
     def probs_to_codes(self, probs: Tensor) -> Tensor:
         """Soft codes ``probs @ codebook`` for probabilities ``[..., K]``."""
-        if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
-            raise ValueError("probs must be a floating-point tensor [..., codebook_size]")
-        if probs.ndim == 0 or probs.shape[-1] != self.codebook_size:
-            raise ValueError(f"probs must have shape [..., {self.codebook_size}], got {tuple(probs.shape)}")
+        check_probs(probs, self.codebook_size)
         return probs @ self.codebook.to(probs.dtype)
 
     # ------------------------------------------------------------------ forward

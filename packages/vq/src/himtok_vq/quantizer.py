@@ -59,6 +59,15 @@ def check_indices(indices: Tensor, codebook_size: int, name: str = "indices") ->
             raise ValueError(f"{name} must lie in [0, {codebook_size}), got range [{low}, {high}]")
 
 
+def check_probs(probs: Tensor, codebook_size: int, name: str = "probs") -> None:
+    """Raise ``ValueError`` naming the problem when ``probs`` is not a float tensor ``[..., codebook_size]``."""
+    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
+        kind = probs.dtype if isinstance(probs, torch.Tensor) else type(probs).__name__
+        raise ValueError(f"{name} must be a floating-point tensor [..., {codebook_size}], got {kind}")
+    if probs.ndim == 0 or probs.shape[-1] != codebook_size:
+        raise ValueError(f"{name} must have shape [..., {codebook_size}], got {tuple(probs.shape)}")
+
+
 def code_histogram(indices: Tensor, codebook_size: int) -> Tensor:
     """Counts per code (float32) of a LongTensor of indices of any shape."""
     return torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
@@ -177,10 +186,7 @@ class VectorQuantizer(nn.Module):
         By default C is the un-normalised codebook, as the official HiMTok LMM path does; with
         ``normalize=True`` the l2-normalised codebook is used, which makes a one-hot row equal the hard code.
         """
-        if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
-            raise ValueError("probs must be a floating-point tensor [..., codebook_size]")
-        if probs.ndim == 0 or probs.shape[-1] != self.codebook_size:
-            raise ValueError(f"probs must have shape [..., {self.codebook_size}], got {tuple(probs.shape)}")
+        check_probs(probs, self.codebook_size)
         codebook = self.normalized_codebook() if normalize else self.codebook
         return probs @ codebook.to(probs.dtype)
 
