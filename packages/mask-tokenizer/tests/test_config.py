@@ -178,10 +178,10 @@ def test_large_preset_has_the_official_keys_and_shapes(
         if line and not line.startswith("#"):
             key, shape, dtype = line.split("\t")
             expected.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip()), dtype))
-    # Shapes only: build on the meta device, skipping the (meaningless there) random normal init.
-    monkeypatch.setattr(torch.nn.init, "normal_", lambda tensor, *args, **kwargs: tensor)
-    with torch.device("meta"):
-        model = MaskTokenizer(MaskTokenizerConfig.preset("large"))
+    # Only names and shapes matter: skip the random init of the 644 M parameters (untouched pages stay free).
+    for name in ("normal_", "uniform_", "kaiming_uniform_", "xavier_uniform_"):
+        monkeypatch.setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    model = MaskTokenizer(MaskTokenizerConfig.preset("large"))
     ours = [(key, tuple(value.shape), str(value.dtype)) for key, value in model.state_dict().items()]
     assert ours == expected
     assert sum(p.numel() for p in model.parameters()) == 644_294_815
