@@ -91,3 +91,28 @@ def test_non_contiguous_level_labels_are_read_correctly():
     levels = torch.rand(2, 8, 3, 10, generator=gen).permute(2, 0, 1, 3)  # [B, n, H, W] view, not contiguous
     assert not levels.is_contiguous()
     compare(predictions, full, levels, from_probs=False, atol_grad=1e-6)
+
+
+def test_blocks_on_the_thread_pool_record_no_graph(monkeypatch):
+    monkeypatch.setattr(terms, "CHUNK_ELEMENTS", 64)  # 64 blocks of one 8x8 map
+    real_threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # use the pool even on a 1-thread runner
+    try:
+        check_pool_blocks()
+    finally:
+        torch.set_num_threads(real_threads)  # run_blocks restores the (faked) 2
+
+
+def check_pool_blocks():
+    gen = torch.Generator().manual_seed(3)
+    predictions = torch.randn(16, 4, 8, 8, generator=gen, requires_grad=True)
+    full = torch.rand(16, 8, 8, generator=gen)
+    levels = torch.rand(16, 3, 8, 8, generator=gen)
+    stats = map_statistics(predictions, full, levels, from_probs=False, prob_eps=1e-6)
+    assert all(type(s.grad_fn).__name__ == "_FusedMapStatisticsBackward" for s in stats[:3])
+    weights = torch.randn(3, 16, 4, generator=gen)
+    (grad,) = torch.autograd.grad(weighted_sum(stats, weights), predictions)
+    assert grad.grad_fn is None and not grad.requires_grad
+    plain = map_statistics_reference(predictions, full, levels, from_probs=False, prob_eps=1e-6)
+    (want,) = torch.autograd.grad(weighted_sum(plain, weights), predictions)
+    assert_close(grad, want, rtol=1e-4, atol=1e-7)

@@ -50,8 +50,15 @@ def single_threaded() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _without_autograd(work: Callable[[Block], None], block: Block) -> None:
+    # Grad mode is per thread: a pool thread would otherwise record a graph for block work that is never
+    # differentiated (and writes into shared outputs).
+    with torch.no_grad():
+        work(block)
+
+
 def run_blocks(work: Callable[[Block], None], blocks: Sequence[Block], device: torch.device) -> None:
-    """Call ``work(block)`` for every block; blocks must write to disjoint outputs.
+    """Call ``work(block)`` for every block, without autograd; blocks must write to disjoint outputs.
 
     Blocks are small by construction, so on CPU each runs single-threaded, several at a time when there are
     several blocks and several threads.
@@ -60,13 +67,13 @@ def run_blocks(work: Callable[[Block], None], blocks: Sequence[Block], device: t
     in_worker = threading.current_thread().name.startswith("himtok-hml")
     if device.type != "cpu" or in_worker:
         for block in blocks:
-            work(block)
+            _without_autograd(work, block)
         return
     with single_threaded():
         if len(blocks) < 2 or threads == 1:
             for block in blocks:
-                work(block)
+                _without_autograd(work, block)
         else:
             pool = _executor(min(threads, len(blocks)))
-            for future in [pool.submit(work, block) for block in blocks]:
+            for future in [pool.submit(_without_autograd, work, block) for block in blocks]:
                 future.result()
