@@ -129,6 +129,7 @@ class MaskTokenizer(nn.Module):
     def _encoder_pixels(self, targets: Tensor) -> Tensor:
         x = targets.unsqueeze(1)
         internal = self.config.internal_size
+        assert internal is not None
         if internal != self.config.image_size:
             x = F.interpolate(x, size=(internal, internal), mode="area")
         return x.expand(-1, self.config.in_channels, -1, -1).to(self.dtype)

@@ -73,7 +73,8 @@ class TokenDecoder(nn.Module):
             x = block(x)
         x = self.ln_post(x[:, 1 : 1 + self.grid_size**2])
         # The 1x1 convs of ffn act per position: run them as linears on the token axis, then lay out the grid.
-        first, act, second = self.ffn
+        first, act, second = self.ffn[0], self.ffn[1], self.ffn[2]
+        assert isinstance(first, nn.Conv2d) and isinstance(second, nn.Conv2d)
         x = act(F.linear(x, first.weight.flatten(1), first.bias))
         x = F.linear(x, second.weight.flatten(1), second.bias)
         return x.transpose(1, 2).reshape(batch, -1, self.grid_size, self.grid_size)

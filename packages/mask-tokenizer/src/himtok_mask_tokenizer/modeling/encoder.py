@@ -57,6 +57,7 @@ class MaskEncoder(nn.Module):
         self.positional_embedding = normal_parameter(scale, self.num_image_tokens, width)
         self.latent_token_positional_embedding = normal_parameter(scale, num_latent_tokens, width)
         # Persistent, because the official state dict carries it.
+        self.attn_mask: Tensor
         self.register_buffer("attn_mask", encoder_attention_mask(self.num_image_tokens, num_latent_tokens))
         self.patch_embed = nn.Conv2d(in_channels, width, kernel_size=patch_size, stride=patch_size, bias=True)
         self.ln_pre = nn.LayerNorm(width)
