@@ -151,6 +151,8 @@ class HierarchicalMaskLoss(nn.Module):
             predictions = predictions(prefix_lengths(levels, batch, self.max_len))
         if not isinstance(predictions, Tensor) or not predictions.is_floating_point():
             raise ValueError("predictions must be a floating-point tensor (or a decoder returning one)")
+        if predictions.device != masks.device:
+            raise ValueError(f"predictions are on {predictions.device} but masks on {masks.device}")
         expected = (batch, n + 1, height, width)
         if tuple(predictions.shape) != expected:
             raise ValueError(

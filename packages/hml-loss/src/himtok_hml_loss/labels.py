@@ -1,4 +1,10 @@
-"""Level labels: the coarse targets that a reconstruction from l tokens is trained against."""
+"""Level labels: the coarse targets that a reconstruction from l tokens is trained against.
+
+A label is ``R_l @ mask @ C_l.T`` (see :mod:`himtok_hml_loss.operators`). Three ways to run the products:
+levels shared by the batch on CPU (band tiles, blocks on the thread pool), shared levels on an accelerator
+(one GEMM for all levels' columns, one batched GEMM for their rows), and per-sample levels (gathered
+operators, batched products).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,10 @@ from torch import Tensor
 from himtok_hml_loss.blocks import run_blocks
 from himtok_hml_loss.levels import check_levels
 from himtok_hml_loss.masks import as_float_masks
-from himtok_hml_loss.operators import level_operators, level_tiles
+from himtok_hml_loss.operators import Tile, level_operators, level_tiles
 from himtok_hml_loss.schedules import check_schedule
+
+LevelTiles = tuple[tuple[Tile, ...], ...]
 
 
 def _apply_shared(ops_h: Tensor, ops_w: Tensor, masks: Tensor) -> Tensor:
@@ -43,7 +51,9 @@ def _apply_per_sample(ops_h: Tensor, ops_w: Tensor, levels: Tensor, masks: Tenso
     return out
 
 
-def _apply_banded(ops_h: Tensor, ops_w: Tensor, tiles_h, tiles_w, levels: list[int], masks: Tensor) -> Tensor:
+def _apply_banded(
+    ops_h: Tensor, ops_w: Tensor, tiles_h: LevelTiles, tiles_w: LevelTiles, levels: list[int], masks: Tensor
+) -> Tensor:
     """CPU path for levels shared by the batch.
 
     The batch is cut into blocks of a few samples, run on the block pool; within a block each level is
