@@ -50,10 +50,11 @@ def per_sample_hml(
     """Sum over levels of the batch-mean (BCE + Dice); ``logits [B, n+1, H, W]``, full level first."""
     batch = masks.shape[0]
     total = logits.new_zeros(())
-    for b in range(batch):
-        for k, level in enumerate([max_len, *levels]):
-            target = masks[b] if level == max_len else blur(masks[b], 100.0 / (level + 1) - 2.0).clamp(0, 1)
-            z = logits[b, k].float()
+    # unbind, not logits[b, k]: indexing would make autograd build a full-size gradient per map (O(B^2)).
+    for sample_logits, mask in zip(logits.unbind(0), masks.unbind(0), strict=True):
+        for z, level in zip(sample_logits.unbind(0), [max_len, *levels], strict=True):
+            target = mask if level == max_len else blur(mask, 100.0 / (level + 1) - 2.0).clamp(0, 1)
+            z = z.float()
             bce = F.binary_cross_entropy_with_logits(z, target)
             p = torch.sigmoid(z)
             dice = 1 - (2 * (p * target).sum() + eps) / (p.sum() + target.sum() + eps)
