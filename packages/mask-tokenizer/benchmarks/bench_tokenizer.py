@@ -7,7 +7,8 @@
 
 "ours" runs batch-first ``scaled_dot_product_attention``; "baseline" is the same model with the same weights
 whose attention is a sequence-first ``nn.MultiheadAttention`` (the official code path), measured in the same
-run. ratio = ours / baseline throughput (> 1: ours is faster). Peak memory is the peak resident-set growth
+run. ratio = ours / baseline throughput (> 1: ours is faster); "CPU-time ratio" compares the process CPU
+seconds instead, which a busy machine disturbs less (try ``--threads 1`` there). Peak memory is the peak resident-set growth
 during the call on CPU (``/proc/self/clear_refs``), ``torch.cuda.max_memory_allocated`` on GPU.
 Also reported: the tiny preset's training step (batch 32, full level + 3 prefix levels, forward + backward
 + AdamW) in seconds and GFLOP.
@@ -65,27 +66,34 @@ def peak_mib(fn: Callable[[], object], device: torch.device) -> float:
     return float("nan") if base is None or peak is None else max(peak - base, 0) / 1024
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def compare(
     ours: Callable[[], object], baseline: Callable[[], object], device: torch.device, reps: int
-) -> tuple[float, float]:
-    """Median seconds of ``ours`` and ``baseline``, measured alternately (after one warm-up call each) so that
-    a changing machine load affects both alike."""
+) -> tuple[float, float, float]:
+    """Median wall seconds of ``ours`` and ``baseline`` and the ratio of their median CPU seconds, measured
+    alternately after one warm-up call each, so that a changing machine load affects both alike. On a busy
+    machine the CPU-time ratio is the steadier figure."""
     ours(), baseline()
     times_ours, times_base = [], []
     for _ in range(reps):
         times_ours.append(_timed(ours, device))
         times_base.append(_timed(baseline, device))
-    return statistics.median(times_ours), statistics.median(times_base)
+    wall_ours = statistics.median(t[0] for t in times_ours)
+    wall_base = statistics.median(t[0] for t in times_base)
+    cpu_ratio = statistics.median(t[1] for t in times_base) / max(
+        statistics.median(t[1] for t in times_ours), 1e-9
+    )
+    return wall_ours, wall_base, cpu_ratio
 
 
 def build(name: str, device: torch.device, dtype: torch.dtype) -> tuple[MaskTokenizer, MaskTokenizer]:
@@ -109,7 +117,7 @@ def bench_inference(
         for op, make in ops.items():
             with torch.inference_mode():
                 mem = peak_mib(make(ours), device)  # first: fresh allocations show in the RSS
-                t_ours, t_base = compare(make(ours), make(baseline), device, reps)
+                t_ours, t_base, cpu_ratio = compare(make(ours), make(baseline), device, reps)
             rows.append(
                 (
                     name,
@@ -118,6 +126,7 @@ def bench_inference(
                     f"{batch / t_ours:.2f}",
                     f"{batch / t_base:.2f}",
                     f"{t_base / t_ours:.2f}x",
+                    f"{cpu_ratio:.2f}x",
                     f"{mem:.0f}",
                 )
             )
@@ -150,7 +159,7 @@ def bench_train_step(batch: int, device: torch.device, reps: int) -> list[tuple[
     with counter:
         step_fn(ours)()
     gflop = counter.get_total_flops() / 1e9
-    t_ours, t_base = compare(step_fn(ours), step_fn(baseline), device, reps)
+    t_ours, t_base, cpu_ratio = compare(step_fn(ours), step_fn(baseline), device, reps)
     row = (
         "tiny",
         f"train step ({gflop:.1f} GFLOP)",
@@ -158,6 +167,7 @@ def bench_train_step(batch: int, device: torch.device, reps: int) -> list[tuple[
         f"{t_ours:.3f} s",
         f"{t_base:.3f} s",
         f"{t_base / t_ours:.2f}x",
+        f"{cpu_ratio:.2f}x",
         f"{mem:.0f}",
     )
     print(" | ".join(row), flush=True)
@@ -190,7 +200,16 @@ def main() -> None:
         f"device {device}, dtype {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"load average {load:.1f}"
     )
-    header = ("preset", "op", "batch", "ours masks/s", "baseline masks/s", "ratio", "peak MiB")
+    header = (
+        "preset",
+        "op",
+        "batch",
+        "ours masks/s",
+        "baseline masks/s",
+        "ratio",
+        "CPU-time ratio",
+        "peak MiB",
+    )
     print(" | ".join(header))
     rows = bench_inference("tiny", [1, 16], device, dtype, reps)
     rows += bench_train_step(8 if args.quick else 32, device, 1 if args.quick else 5)
