@@ -53,7 +53,7 @@ def save_iou_curve(path: Path, per_length: Mapping[int, Mapping[str, float]], ti
     ax.set_ylabel("validation IoU")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
