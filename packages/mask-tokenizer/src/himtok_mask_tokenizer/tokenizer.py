@@ -211,6 +211,8 @@ class MaskTokenizer(nn.Module):
         targets, _ = self.preprocess(masks)
         batch, total = targets.shape[0], self.config.num_latent_tokens
         lengths = self._level_lengths(prefix_lengths, batch)
+        if output_size is not None and not 1 <= output_size <= targets.shape[-1]:
+            raise ValueError(f"output_size must be in 1..{targets.shape[-1]}, got {output_size}")
         latents = self.encode_latents(targets)
         quantized, indices, aux = self.quantize(latents)
         levels = lengths.shape[1]
@@ -219,8 +221,6 @@ class MaskTokenizer(nn.Module):
         keep = torch.arange(total, device=self.device) < lengths.unsqueeze(-1)
         embedded = (embedded * keep.unsqueeze(-1).to(embedded.dtype)).reshape(batch * levels, total, -1)
         if output_size is not None and output_size != targets.shape[-1]:
-            if not 1 <= output_size <= targets.shape[-1]:
-                raise ValueError(f"output_size must be in 1..{targets.shape[-1]}, got {output_size}")
             targets = F.interpolate(targets.unsqueeze(1), size=(output_size, output_size), mode="area")
             targets = targets.squeeze(1)
         logits = self._logits(embedded, targets.shape[-1]).view(batch, levels, *targets.shape[1:])
