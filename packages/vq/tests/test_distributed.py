@@ -61,7 +61,7 @@ def test_restart_and_stats_are_synchronised_across_two_gloo_processes(tmp_path: 
     # Restarts happened (usage reset to 1 for revived codes) and both ranks hold the same codebook,
     # although each rank saw different data and drew different replacement vectors.
     assert r0["usage_ema"].max() >= 1.0
-    initial = VectorQuantizer_initial_weight()
+    initial = initial_table()
     assert not torch.equal(r0["weight"], initial)
     assert torch.equal(r0["weight"], r1["weight"])
     assert torch.equal(r0["usage_ema"], r1["usage_ema"])
@@ -74,7 +74,7 @@ def test_restart_and_stats_are_synchronised_across_two_gloo_processes(tmp_path: 
     assert torch.equal(r0["summary"], r1["summary"])
 
 
-def VectorQuantizer_initial_weight() -> torch.Tensor:
+def initial_table() -> torch.Tensor:
     from himtok_vq import VectorQuantizer
 
     torch.manual_seed(0)
