@@ -74,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data", nargs="+", metavar="SPEC", help=f"training sources (default {DEFAULT_TRAIN_DATA[0]})")
     add("--val-data", nargs="+", metavar="SPEC", help=f"validation sources (default {DEFAULT_VAL_DATA[0]})")
     add("--val-size", type=int, metavar="N", help="validation masks used at the end (default all)")
-    add("--max-steps", type=int, metavar="N", help="optimizer steps (default 3000)")
+    add(
+        "--max-steps",
+        type=int,
+        metavar="N",
+        help="optimizer steps (default 10000; the 12-minute budget usually ends the run first)",
+    )
     add(
         "--max-minutes",
         type=float,
@@ -82,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall-clock budget of the training loop; the LR "
         "schedule follows whichever of steps or time runs out first (default 12; 0 = no limit)",
     )
-    add("--batch-size", type=int, metavar="N", help="masks per step per process (default 16)")
+    add("--batch-size", type=int, metavar="N", help="masks per step per process (default 4)")
     add(
         "--train-size",
         type=int,
@@ -101,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", choices=("cpu", "cuda"), help="default cpu (bf16 autocast on cuda)")
     add("--deepspeed", metavar="CONFIG", help="DeepSpeed JSON config (needs the deepspeed extra)")
     group = parser.add_argument_group("optimisation and loss")
-    group.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    group.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     group.add_argument(
         "--min-lr-ratio", type=float, help="final LR / peak LR of the cosine decay (default 0.05)"
     )
-    group.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 50)")
+    group.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 30)")
     group.add_argument("--weight-decay", type=float, help="AdamW weight decay (default 0.01)")
     group.add_argument("--grad-clip", type=float, help="max gradient norm, 0 = off (default 1.0)")
     group.add_argument("--ema", type=float, help="EMA decay of the weights, 0 = off (default 0)")
