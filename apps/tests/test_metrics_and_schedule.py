@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
 from himtok_apps.stage1.metrics import boundary_iou, iou
 from himtok_apps.stage1.schedule import WarmupCosine
 from hypothesis import given, settings
@@ -54,14 +54,28 @@ def test_ious_reject_bad_shapes() -> None:
         boundary_iou(torch.zeros(4, 4), torch.zeros(4, 4))
 
 
-def test_code_counter_usage_and_entropy() -> None:
-    counter = CodeCounter(num_positions=2, codebook_size=8)
-    counter.update(torch.tensor([[0, 1], [0, 2], [0, 3], [0, 4]]))
-    summary = counter.summary()
+def test_code_report_usage_and_entropy() -> None:
+    stats = code_stats(num_positions=2, codebook_size=8)
+    stats.update(torch.tensor([[0, 1], [0, 2], [0, 3], [0, 4]]))
+    summary = code_report(stats)
     assert summary["codes_used"] == 5 and summary["usage"] == 5 / 8
     assert summary["entropy_bits"] == [0.0, 2.0]
-    counter.reset()
-    assert counter.summary()["codes_used"] == 0
+    assert summary["max_entropy_bits"] == 3.0
+    # 8 draws: code 0 four times, codes 1..4 once each -> entropy 2 bits, perplexity 4
+    assert summary["perplexity"] == pytest.approx(4.0)
+    stats.reset()
+    assert code_report(stats)["codes_used"] == 0
+
+
+def test_code_stats_restore_reads_old_float_checkpoints() -> None:
+    old = torch.zeros(2, 8, dtype=torch.float64)
+    old[0, 3], old[1, 5] = 2.0, 1.0
+    stats = code_stats(num_positions=2, codebook_size=8)
+    restore_code_stats(stats, old)
+    assert stats.counts.tolist() == [0, 0, 0, 2, 0, 1, 0, 0]
+    again = code_stats(num_positions=2, codebook_size=8)
+    restore_code_stats(again, stats.state_dict())
+    assert torch.equal(again.position_counts, stats.position_counts)
 
 
 def schedule(**kwargs: float) -> WarmupCosine:

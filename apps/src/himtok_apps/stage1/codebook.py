@@ -1,41 +1,38 @@
-"""Running code statistics of a training window: usage, perplexity and per-position entropy."""
+"""The trainer's view of ``himtok_vq.CodebookStats``: the code-usage figures logged in ``metrics.jsonl``."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
+from himtok_vq import CodebookStats
 from torch import Tensor
 
 
-class CodeCounter:
-    """Counts of each code at each token position, reset at every log line."""
+def code_stats(
+    num_positions: int, codebook_size: int, device: torch.device | str | None = None
+) -> CodebookStats:
+    """Counts per code and per token position (the per-position entropy needs the latter)."""
+    return CodebookStats(codebook_size, num_positions, device=device)
 
-    def __init__(self, num_positions: int, codebook_size: int) -> None:
-        self.counts = torch.zeros(num_positions, codebook_size, dtype=torch.float64)
 
-    def update(self, tokens: Tensor) -> None:
-        """Add a batch of codes [B, T]."""
-        positions, size = self.counts.shape
-        tokens = tokens.detach().to("cpu", torch.long)
-        flat = tokens + torch.arange(positions).unsqueeze(0) * size
-        self.counts += torch.bincount(flat.reshape(-1), minlength=positions * size).view(positions, size)
+def code_report(stats: CodebookStats, sync: bool = True) -> dict[str, Any]:
+    """usage / codes_used / dead_codes over all positions, perplexity (2 ** entropy), and the entropy in bits
+    at each token position (``log2 K`` at most). Summed over ranks when ``sync`` (a collective then)."""
+    stats = stats.synced() if sync else stats
+    return {
+        "usage": stats.usage(),
+        "codes_used": stats.codebook_size - stats.dead_codes(),
+        "perplexity": stats.perplexity(),
+        "entropy_bits": [round(float(b), 3) for b in stats.position_entropy_bits()],
+        "max_entropy_bits": round(math.log2(stats.codebook_size), 3),
+    }
 
-    def reset(self) -> None:
-        self.counts.zero_()
 
-    def summary(self) -> dict[str, object]:
-        """usage: fraction of codes used at any position; perplexity: exp(entropy) over all positions;
-        entropy_bits: per-position entropy in bits (log2 K is the maximum)."""
-        total = self.counts.sum(0)
-        probs = total / total.sum().clamp_min(1.0)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
-        per_position = self.counts / self.counts.sum(1, keepdim=True).clamp_min(1.0)
-        bits = -(per_position * per_position.clamp_min(1e-12).log2()).sum(1)
-        return {
-            "usage": float((total > 0).float().mean()),
-            "codes_used": int((total > 0).sum()),
-            "perplexity": float(entropy.exp()),
-            "entropy_bits": [round(abs(float(b)), 3) for b in bits],
-            "max_entropy_bits": round(math.log2(self.counts.shape[1]), 3),
-        }
+def restore_code_stats(stats: CodebookStats, state: dict[str, Tensor] | Tensor) -> None:
+    """Load counts saved by a checkpoint; also reads the float [T, K] counts of older checkpoints."""
+    if isinstance(state, Tensor):
+        position_counts = state.round().long()
+        state = {"counts": position_counts.sum(0), "position_counts": position_counts}
+    stats.load_state_dict({k: v.to(stats.counts.device) for k, v in state.items()})

@@ -10,7 +10,7 @@ import torch
 from himtok_mask_tokenizer import MaskTokenizer
 from torch import Tensor
 
-from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.codebook import code_report, code_stats
 from himtok_apps.stage1.metrics import boundary_iou, iou
 
 
@@ -41,7 +41,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    counter = CodeCounter(model.config.num_latent_tokens, model.config.codebook_size)
+    codes = code_stats(model.config.num_latent_tokens, model.config.codebook_size, device)
     ious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     bious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     examples: dict[int, list[Tensor]] = {n: [] for n in lengths}
@@ -50,7 +50,7 @@ def evaluate(
             target = masks[start : start + batch_size].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 tokens = model.encode(target)
-                counter.update(tokens)
+                codes.update(tokens)
                 for n in lengths:
                     probs = model.decode(tokens[:, :n]).float()
                     ious[n].append(iou(probs, target).cpu())
@@ -65,4 +65,6 @@ def evaluate(
         for n in lengths
     }
     kept = {n: torch.cat(examples[n]).numpy() for n in lengths if examples[n]}
-    return Evaluation(per_length=per_length, ious=per_sample, codes=counter.summary(), examples=kept)
+    return Evaluation(
+        per_length=per_length, ious=per_sample, codes=code_report(codes, sync=False), examples=kept
+    )

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from himtok_apps.data import MaskMixture, SkipCounter, build_source, parse_data_spec, render_validation
 from himtok_apps.stage1 import distributed as D
 from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, swap_directory
-from himtok_apps.stage1.codebook import CodeCounter
+from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
 from himtok_apps.stage1.report import write_report
@@ -112,6 +112,7 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.stop_reason = "max steps"
+        self.iou_stalls = 0  # consecutive evaluations where IoU@32 did not beat IoU@8
 
         specs = [parse_data_spec(text) for text in config.data]
         sources = [build_source(spec, self.skips) for spec in specs]
@@ -122,7 +123,9 @@ class Trainer:
         self.model = build_model(config).to(info.device)
         self.export_config = model_config(config)
         self.model.train()
-        self.counter = CodeCounter(self.model.config.num_latent_tokens, self.model.config.codebook_size)
+        self.codes = code_stats(
+            self.model.config.num_latent_tokens, self.model.config.codebook_size, info.device
+        )
         self.hml = HierarchicalMaskLoss(
             bce_weight=config.bce_weight,
             dice_weight=config.dice_weight,
@@ -192,9 +195,10 @@ class Trainer:
             "ema": {k: v.cpu() for k, v in self.ema.items()} if self.ema is not None else {},
             "rng": {"torch": torch.get_rng_state()},
             "data": {"samples_seen": self.step * self.config.batch_size * self.info.world_size},
-            "codes": self.counter.counts.clone(),
+            "codes": {k: v.cpu() for k, v in self.codes.state_dict().items()},
             "skips": {name: sorted(items) for name, items in self.skips.seen.items()},
             "warnings": list(self.warnings),
+            "iou_stalls": self.iou_stalls,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -207,11 +211,12 @@ class Trainer:
         if self.ema is not None and state["ema"]:
             self.ema = {k: v.to(self.info.device) for k, v in state["ema"].items()}
         torch.set_rng_state(state["rng"]["torch"])
-        self.counter.counts.copy_(state["codes"])
+        restore_code_stats(self.codes, state["codes"])
         for name, items in state["skips"].items():
             for item in items:
                 self.skips.add(name, item, "restored")
         self.warnings = list(state["warnings"])
+        self.iou_stalls = int(state.get("iou_stalls", 0))
         self.step = int(state["step"])
         self.elapsed_s = float(state["elapsed_s"])
 
@@ -297,7 +302,7 @@ class Trainer:
                 state = self.model.state_dict()
                 for name, value in self.ema.items():
                     value.lerp_(state[name], 1.0 - config.ema)
-        self.counter.update(out.tokens)
+        self.codes.update(out.tokens.detach())
         return {"loss": float(loss.detach()), **parts, "grad_norm": grad_norm, "lr": lr}
 
     # ------------------------------------------------------------------ monitoring
@@ -312,10 +317,7 @@ class Trainer:
                 handle.write(json.dumps(record) + "\n")
 
     def code_summary(self) -> dict[str, Any]:
-        counts = D.all_reduce_sum(self.counter.counts, self.info)
-        summary = CodeCounter(*counts.shape)
-        summary.counts = counts
-        return summary.summary()
+        return code_report(self.codes)  # a collective under torch.distributed
 
     def run_validation(self, size: int | None, keep_examples: int = 0) -> Evaluation:
         masks = self.validation_masks()
@@ -328,9 +330,20 @@ class Trainer:
             autocast=self.info.device.type == "cuda",
         )
 
-    def check_validation(self, evaluation: Evaluation) -> None:
+    def check_validation(self, evaluation: Evaluation, final: bool = False) -> None:
+        """Warn when the fine tokens stop adding information: IoU at 32 tokens not above IoU at 8.
+
+        Early in a run the two curves are both near zero and cross by chance, so a periodic evaluation only
+        warns when the condition held at the previous one too; the final evaluation always warns.
+        """
         at = evaluation.per_length
-        if 32 in at and 8 in at and self.step > self.config.warmup_steps and at[32]["miou"] <= at[8]["miou"]:
+        if 32 not in at or 8 not in at:
+            return
+        if at[32]["miou"] > at[8]["miou"]:
+            self.iou_stalls = 0
+            return
+        self.iou_stalls += 1
+        if final or self.iou_stalls >= 2:
             self.warn(
                 f"validation IoU at 32 tokens ({at[32]['miou']:.3f}) no longer beats IoU at 8 tokens "
                 f"({at[8]['miou']:.3f}): the fine tokens carry no information"
@@ -394,7 +407,7 @@ class Trainer:
                         f"step {self.step}: val mIoU@8 {evaluation.per_length[8]['miou']:.3f} @32 {iou32:.3f}"
                     )
                 self.log_line(record)
-                self.counter.reset()
+                self.codes.reset()
                 window, window_start, window_steps = [], time.perf_counter(), 0
                 window_cpu = time.process_time()
             if self.step % config.ckpt_every == 0:
@@ -472,7 +485,7 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
     if not info.is_main:
         return None
     evaluation = trainer.run_validation(trainer.config.val_size, keep_examples=REPORT_EXAMPLES)
-    trainer.check_validation(evaluation)
+    trainer.check_validation(evaluation, final=True)
     summary: dict[str, Any] = {
         "steps": trainer.step,
         "stop_reason": trainer.stop_reason,
