@@ -1,7 +1,8 @@
-"""End-to-end stage-1 runs on a very small model: outputs, resume equality, NaN stop, bad arguments, DDP."""
+"""End-to-end stage-1 runs on a very small model: outputs, resume equality, NaN stop, bad arguments, DDP, DeepSpeed."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 import torch
 from himtok_apps.stage1 import TrainConfig, TrainingStopped, main, train
 from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint
+from himtok_apps.stage1.cli import config_from_args
 from himtok_apps.stage1.config import SAMPLE_DIR
 from himtok_apps.stage1.trainer import Trainer
 from himtok_mask_tokenizer import MaskTokenizer
@@ -166,7 +168,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         (["--layout", "causal", "--init-from-official", __file__], "needs --layout official"),
         (["--train-size", "512"], "--train-size must lie between"),
         (["--lr", "fast"], "invalid float value"),
-        (["--deepspeed", __file__], "needs DeepSpeed"),
+        (["--deepspeed", __file__], "is not a readable JSON file"),
     ],
 )
 def test_bad_arguments_fail_early_with_one_line(
@@ -189,6 +191,14 @@ def test_resume_refuses_to_change_the_recipe(tmp_path: Path, capsys: pytest.Capt
     (run / "run_config.json").write_text(small_config(run).to_json())
     assert main(["--resume", str(run), "--lr", "0.5"]) == 2
     assert "--resume cannot change --lr" in capsys.readouterr().err
+
+
+def test_resume_forgets_the_simulated_kill(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text(small_config(run, halt_after=5).to_json())
+    assert config_from_args(["--resume", str(run)]).halt_after is None
+    assert config_from_args(["--resume", str(run), "--halt-after", "7"]).halt_after == 7
 
 
 def run_cli(args: list[str], **kwargs: object) -> subprocess.Popen[str]:
@@ -255,3 +265,92 @@ def test_ddp_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> No
     assert summary["world_size"] == 2 and summary["weights_sha256"] == digests[0]
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [2, 4], "only rank 0 writes metrics"
+
+
+# ---------------------------------------------------------------------------------------------------- DeepSpeed
+needs_deepspeed = pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed (dev group) is not installed"
+)
+
+ZERO_STAGE_0 = {"zero_optimization": {"stage": 0}}
+
+
+def deepspeed_json(tmp_path: Path, **settings: object) -> str:
+    path = tmp_path / "ds.json"
+    path.write_text(json.dumps({**ZERO_STAGE_0, **settings}))
+    return str(path)
+
+
+def run_to_end(args: list[str], timeout: float = 600) -> str:
+    process = run_cli(args)
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def logged(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_deepspeed_one_process_without_torchrun_follows_the_plain_loop(tmp_path: Path) -> None:
+    config = deepspeed_json(tmp_path)
+    run_to_end(["apps/train_stage1", *small_args(tmp_path / "plain", "--max-steps", "6")])
+    run_to_end(["apps/train_stage1", *small_args(tmp_path / "ds", "--max-steps", "6", "--deepspeed", config)])
+    plain, ds = logged(tmp_path / "plain"), logged(tmp_path / "ds")
+    assert [line["step"] for line in ds] == [line["step"] for line in plain] == [2, 4, 6]
+    for a, b in zip(plain, ds, strict=True):
+        # Same data, initial weights, AdamW and clipping: only DeepSpeed's clipping arithmetic differs.
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3) and b["grad_norm"] > 0
+        assert b["lr"] == pytest.approx(a["lr"])
+    summary = json.loads((tmp_path / "ds" / "report" / "summary.json").read_text())
+    assert summary["steps"] == 6 and (tmp_path / "ds" / "checkpoint" / "model.safetensors").is_file()
+    assert any((tmp_path / "ds" / "checkpoints" / "deepspeed").iterdir()), "DeepSpeed's own checkpoint"
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_resumed_deepspeed_run_matches_the_straight_one(tmp_path: Path) -> None:
+    config = deepspeed_json(tmp_path)
+    run_to_end(
+        ["apps/train_stage1", *small_args(tmp_path / "straight", "--max-steps", "6", "--deepspeed", config)]
+    )
+    broken = tmp_path / "broken"
+    run_to_end(
+        [
+            "apps/train_stage1",
+            *small_args(broken, "--max-steps", "6", "--deepspeed", config, "--halt-after", "5"),
+        ]
+    )
+    run_to_end(["apps/train_stage1", "--resume", str(broken)])
+    straight = json.loads((tmp_path / "straight" / "report" / "summary.json").read_text())
+    resumed = json.loads((broken / "report" / "summary.json").read_text())
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_deepspeed_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
+    run = tmp_path / "ds2"
+    config = deepspeed_json(tmp_path)
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531"]
+    run_to_end([*launcher, "apps/train_stage1", *small_args(run, "--max-steps", "4", "--deepspeed", config)])
+    digests = [json.loads((run / "ranks" / f"rank-{r}.json").read_text())["sha256"] for r in range(2)]
+    assert digests[0] == digests[1]
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["weights_sha256"] == digests[0]
+
+
+@needs_deepspeed
+@pytest.mark.slow
+def test_deepspeed_micro_batch_other_than_batch_size_fails_before_any_work(tmp_path: Path) -> None:
+    config = deepspeed_json(tmp_path, train_micro_batch_size_per_gpu=8)
+    process = run_cli(
+        ["apps/train_stage1", *small_args(tmp_path / "bad", "--max-steps", "6", "--deepspeed", config)]
+    )
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert "train_micro_batch_size_per_gpu=8 but --batch-size is 4" in output
+    assert not (tmp_path / "bad" / "metrics.jsonl").exists()

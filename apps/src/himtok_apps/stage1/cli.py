@@ -188,6 +188,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
             raise ValueError(
                 f"--resume cannot change {', '.join('--' + k.replace('_', '-') for k in changed)}"
             )
+        stored["halt_after"] = None  # a simulated kill belongs to the interrupted process, not to the run
         stored.update(explicit)
         stored["out"] = str(run)
         config = TrainConfig.from_dict(stored)

@@ -22,6 +22,17 @@ RESUMABLE_OVERRIDES = frozenset(
 )
 
 
+def read_deepspeed_config(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a ``--deepspeed`` file, or ``ValueError`` with a one-line reason."""
+    try:
+        settings = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"--deepspeed {str(path)!r} is not a readable JSON file: {error}") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"--deepspeed {str(path)!r} must hold a JSON object")
+    return settings
+
+
 @dataclass
 class TrainConfig:
     preset: str = "tiny"
@@ -57,6 +68,9 @@ class TrainConfig:
     usage_decay: float = 0.9
     # loss
     hml_schedule: str = "resize"
+    # Sampled prefix levels per mask besides the full one (each is one more decoder pass). The coarse levels are an
+    # easy curriculum: with 1 level, two 12-minute runs first collapsed to empty masks and ended at mIoU@32 0.37 and
+    # 0.31, against 0.49 with 3 levels, although a 1-level step costs 26% less CPU.
     hml_levels: int = 3
     bce_weight: float = 1.0
     dice_weight: float = 1.0
@@ -120,6 +134,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not Path(value).exists():
                 raise ValueError(f"--{name.replace('_', '-')} {value!r} does not exist")
+        if self.deepspeed is not None:
+            micro = read_deepspeed_config(self.deepspeed).get(
+                "train_micro_batch_size_per_gpu", self.batch_size
+            )
+            if micro != self.batch_size:
+                raise ValueError(
+                    f"--deepspeed sets train_micro_batch_size_per_gpu={micro} but --batch-size is {self.batch_size}"
+                )
         if self.resume is not None and not (Path(self.resume) / "run_config.json").is_file():
             raise ValueError(f"--resume {self.resume!r} is not a stage-1 run folder (no run_config.json)")
 

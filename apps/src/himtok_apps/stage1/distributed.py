@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 
 import torch
@@ -42,8 +43,20 @@ def setup(device: str) -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=target)
 
 
+def single_process_env() -> None:
+    """The torchrun variables of a one-process job (a free local port for the rendezvous), where unset."""
+    defaults = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(probe.getsockname()[1])
+
+
 def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    """Leave the process group (also the one-process group a DeepSpeed run without torchrun creates)."""
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

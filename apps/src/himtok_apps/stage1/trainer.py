@@ -31,7 +31,7 @@ from himtok_apps.data import MaskMixture, SkipCounter, build_source, parse_data_
 from himtok_apps.stage1 import distributed as D
 from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, swap_directory
 from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
-from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
+from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig, read_deepspeed_config
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
 from himtok_apps.stage1.report import write_report
 from himtok_apps.stage1.schedule import WarmupCosine
@@ -98,6 +98,21 @@ def weights_digest(model: nn.Module) -> str:
 def non_persistent_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     persistent = set(model.state_dict())
     return {name: buf for name, buf in model.named_buffers() if name not in persistent}
+
+
+def deepspeed_settings(config: TrainConfig, info: D.DistInfo) -> dict[str, Any]:
+    """The ``--deepspeed`` JSON with the run's batch size and gradient clipping filled in where it is silent.
+
+    The loop feeds ``--batch-size`` masks per rank and step (``TrainConfig.validate`` rejects another micro-batch).
+    """
+    assert config.deepspeed is not None
+    settings = read_deepspeed_config(config.deepspeed)
+    micro = settings.setdefault("train_micro_batch_size_per_gpu", config.batch_size)
+    accumulation = settings.setdefault("gradient_accumulation_steps", 1)
+    settings.setdefault("train_batch_size", micro * accumulation * info.world_size)
+    if config.grad_clip > 0:
+        settings.setdefault("gradient_clipping", config.grad_clip)
+    return settings
 
 
 class Trainer:
@@ -169,8 +184,13 @@ class Trainer:
             import deepspeed  # type: ignore[import-not-found]
         except ImportError:
             raise ValueError("--deepspeed needs DeepSpeed: pip install 'himtok-apps[deepspeed]'") from None
+        settings = deepspeed_settings(self.config, self.info)
+        if not torch.distributed.is_initialized():
+            # Not launched by torchrun: a one-process group, so DeepSpeed does not go looking for MPI.
+            D.single_process_env()
+            deepspeed.init_distributed(dist_backend="nccl" if self.info.device.type == "cuda" else "gloo")
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=self.model, optimizer=self.optimizer, config=self.config.deepspeed
+            model=self.model, optimizer=self.optimizer, config=settings
         )
         self.scheduler.optimizer = self.optimizer
         self.network = self.engine
@@ -289,8 +309,12 @@ class Trainer:
             )
         if self.engine is not None:
             self.engine.backward(loss)
+            # ZeRO stage 0 with a client optimizer reports no global norm; the gradients are still plain then.
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            local = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
             self.engine.step()
-            grad_norm = float(self.engine.get_global_grad_norm() or 0.0)
+            reported = self.engine.get_global_grad_norm()
+            grad_norm = float(reported) if reported is not None else local
         else:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
