@@ -193,6 +193,15 @@ def test_resume_refuses_to_change_the_recipe(tmp_path: Path, capsys: pytest.Capt
     assert "--resume cannot change --lr" in capsys.readouterr().err
 
 
+def test_out_refuses_a_folder_that_holds_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_config.json").write_text(small_config(run).to_json())
+    assert main(["--out", str(run), "--max-steps", "1"]) == 2
+    assert "already holds a run: --resume" in capsys.readouterr().err
+    assert not (run / "metrics.jsonl").exists()
+
+
 def test_resume_forgets_the_simulated_kill(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

@@ -142,6 +142,10 @@ class TrainConfig:
                 raise ValueError(
                     f"--deepspeed sets train_micro_batch_size_per_gpu={micro} but --batch-size is {self.batch_size}"
                 )
+        if self.resume is None and self.out is not None and (Path(self.out) / "run_config.json").exists():
+            raise ValueError(
+                f"--out {self.out!r} already holds a run: --resume {self.out} continues it, or pick another --out"
+            )
         if self.resume is not None and not (Path(self.resume) / "run_config.json").is_file():
             raise ValueError(f"--resume {self.resume!r} is not a stage-1 run folder (no run_config.json)")
 
