@@ -15,27 +15,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 from himtok_apps.data import SkipCounter, build_source, parse_data_spec, render_validation
 from himtok_apps.stage1.config import DEFAULT_VAL_DATA
-from himtok_apps.stage1.metrics import iou
+from himtok_apps.stage1.metrics import bounding_box_iou, resolution_only_iou
 
 RESOLUTIONS = (128, 64, 32, 16, 8)
-
-
-def resolution_only_iou(masks: torch.Tensor, size: int) -> float:
-    low = F.interpolate(masks[:, None], size=(size, size), mode="area")
-    back = F.interpolate(low, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    return float(iou(back, masks).mean())
-
-
-def bounding_box_iou(masks: torch.Tensor) -> float:
-    boxes = torch.zeros_like(masks)
-    for box, mask in zip(boxes, masks > 0.5, strict=True):
-        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
-        if len(rows):
-            box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = 1.0
-    return float(iou(boxes, masks).mean())
 
 
 def main() -> None:
@@ -53,8 +37,10 @@ def main() -> None:
     )
     print(f"{masks.shape[0]} validation masks, mean foreground {float((masks > 0.5).float().mean()):.3f}")
     for size in RESOLUTIONS:
-        print(f"resolution-only IoU at {size:>3}x{size:<3}: {resolution_only_iou(masks, size):.3f}")
-    print(f"bounding-box IoU:                 {bounding_box_iou(masks):.3f}")
+        print(
+            f"resolution-only IoU at {size:>3}x{size:<3}: {float(resolution_only_iou(masks, size).mean()):.3f}"
+        )
+    print(f"bounding-box IoU:                 {float(bounding_box_iou(masks).mean()):.3f}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
-from himtok_apps.stage1.metrics import boundary_iou, iou
+from himtok_apps.stage1.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.schedule import WarmupCosine
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,3 +112,26 @@ def test_inner_boundary_equals_a_square_max_filter(seed: int, width: int) -> Non
     padded = F.pad((~masks).float()[:, None], (width,) * 4, value=1.0)
     reference = masks & (F.max_pool2d(padded, 2 * width + 1, stride=1)[:, 0] > 0)
     assert torch.equal(inner_boundary(masks, width), reference)
+
+
+@settings(max_examples=30)
+@given(st.integers(0, 2**32 - 1))
+def test_bounding_box_iou_is_mask_area_over_box_area(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    masks = (torch.rand(3, 16, 16, generator=generator) > 0.7).float()
+    masks[0] = 0.0  # an empty mask scores 1 (both empty)
+    got = bounding_box_iou(masks)
+    assert got[0] == 1.0
+    for mask, value in zip(masks[1:], got[1:], strict=True):
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+        assert float(value) == pytest.approx(float(mask.sum() / box))
+
+
+def test_resolution_only_iou_keeps_blobs_loses_thin_lines_and_is_exact_at_full_size() -> None:
+    masks = torch.zeros(2, 64, 64)
+    masks[0, 16:48, 8:40] = 1.0  # a blob: only the corners blur
+    masks[1, 30, 5:60] = 1.0  # a one-pixel line vanishes in 8x8 cells
+    coarse = resolution_only_iou(masks, 8)
+    assert float(coarse[0]) > 0.95 and float(coarse[1]) < 0.5
+    assert resolution_only_iou(masks, 64).tolist() == [1.0, 1.0]

@@ -1,4 +1,4 @@
-"""Mask quality metrics: per-sample IoU and boundary IoU of thresholded masks."""
+"""Mask quality metrics: per-sample IoU and boundary IoU of thresholded masks, and two training-free ceilings."""
 
 from __future__ import annotations
 
@@ -49,3 +49,21 @@ def boundary_iou(pred: Tensor, target: Tensor, dilation_ratio: float = 0.02) -> 
     height, width = p.shape[-2:]
     band = max(1, round(dilation_ratio * (height**2 + width**2) ** 0.5))
     return iou(inner_boundary(p, band), inner_boundary(t, band))
+
+
+def resolution_only_iou(masks: Tensor, size: int) -> Tensor:
+    """Per-mask IoU [B] after area-downsampling ``masks`` [B, H, W] to ``size`` and bilinear upsampling back:
+    the best a model that predicts at ``size`` x ``size`` can do."""
+    low = F.interpolate(masks[:, None].float(), size=(size, size), mode="area")
+    back = F.interpolate(low, size=masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return iou(back, masks)
+
+
+def bounding_box_iou(masks: Tensor) -> Tensor:
+    """Per-mask IoU [B] of each mask's filled bounding box: what knowing only position and extent gives."""
+    boxes = torch.zeros(masks.shape, dtype=torch.float32, device=masks.device)
+    for box, mask in zip(boxes, masks > 0.5, strict=True):
+        rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+        if len(rows):
+            box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = 1.0
+    return iou(boxes, masks)

@@ -41,11 +41,32 @@ def save_reconstruction_grid(
     plt.close(fig)
 
 
-def save_iou_curve(path: Path, per_length: Mapping[int, Mapping[str, float]], title: str = "") -> None:
+def save_iou_curve(
+    path: Path,
+    per_length: Mapping[int, Mapping[str, float]],
+    title: str = "",
+    references: Mapping[str, float] | None = None,
+) -> None:
+    """mIoU and boundary IoU against the number of tokens; ``references`` are drawn as labelled dotted lines."""
     lengths = sorted(per_length)
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ax.plot(lengths, [per_length[n]["miou"] for n in lengths], "o-", label="mIoU")
     ax.plot(lengths, [per_length[n]["boundary_iou"] for n in lengths], "s--", label="boundary IoU")
+    for (label, value), color in zip(
+        (references or {}).items(), ("0.45", "tab:green", "tab:red"), strict=False
+    ):
+        ax.axhline(value, linestyle=":", color=color, linewidth=1)
+        below = value > 0.9  # keep the label inside the axes
+        ax.annotate(
+            f"{label} {value:.2f}",
+            (lengths[-1], value),
+            xytext=(0, -2 if below else 2),
+            textcoords="offset points",
+            ha="right",
+            va="top" if below else "bottom",
+            fontsize=7,
+            color=color,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths)
     ax.set_xticklabels([str(n) for n in lengths])
@@ -53,7 +74,7 @@ def save_iou_curve(path: Path, per_length: Mapping[int, Mapping[str, float]], ti
     ax.set_ylabel("validation IoU")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -78,7 +99,7 @@ def write_report(
     }
     save_reconstruction_grid(paths["grid"], inputs, recons, ious)
     per_length = {int(k): v for k, v in summary["validation"]["per_length"].items()}
-    save_iou_curve(paths["curve"], per_length, title)
+    save_iou_curve(paths["curve"], per_length, title, summary["validation"].get("references"))
     paths["summary"].write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
     return paths
 

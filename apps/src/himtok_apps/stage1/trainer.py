@@ -33,6 +33,7 @@ from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint, sa
 from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig, read_deepspeed_config
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
+from himtok_apps.stage1.metrics import bounding_box_iou, resolution_only_iou
 from himtok_apps.stage1.report import write_report
 from himtok_apps.stage1.schedule import WarmupCosine
 
@@ -491,6 +492,17 @@ def train(config: TrainConfig) -> dict[str, Any] | None:
         D.teardown(info)
 
 
+def reference_ious(masks: torch.Tensor, config: MaskTokenizerConfig) -> dict[str, float]:
+    """Training-free yardsticks for the validation mIoU: filled bounding boxes (position and extent only), and
+    the masks passed through the model's internal resolution (no tokenizer predicting there can beat it)."""
+    assert config.internal_size is not None
+    size = config.internal_size
+    return {
+        "bounding box": round(float(bounding_box_iou(masks).mean()), 4),
+        f"{size}px ceiling": round(float(resolution_only_iou(masks, size).mean()), 4),
+    }
+
+
 def finish(trainer: Trainer) -> dict[str, Any] | None:
     """Final validation on every validation mask, the report, and the cross-rank weight check."""
     info = trainer.info
@@ -519,6 +531,7 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
             "masks": int(trainer.validation_masks().shape[0]),
             "sources": trainer.config.val_data,
             **evaluation.metrics(),
+            "references": reference_ious(trainer.validation_masks(), trainer.export_config),
         },
         "training_codes": training_codes,
         "skipped": trainer.skips.summary(),
