@@ -139,3 +139,15 @@ def test_weights_set_the_source_mix() -> None:
 def test_mixture_rejects_bad_weights() -> None:
     with pytest.raises(ValueError, match="positive weight"):
         MaskMixture([ArraySource([rectangle(8, 8, (0, 0, 4, 4))])], [0.0])
+
+
+def test_a_source_with_augmentation_off_draws_exactly_its_validation_renders() -> None:
+    masks = [rectangle(48, 64, (5 + 3 * i, 4, 30 + 2 * i, 40)) for i in range(3)]
+    plain = ArraySource(masks, name="plain")
+    plain.augment = False
+    config = AugmentConfig(size=32)
+    mixture = MaskMixture([plain], seed=3, augment=config)
+    renders = {render_mask(m, None, None, config).tobytes() for m in masks}
+    assert all(mixture.sample(n).tobytes() in renders for n in range(40))
+    augmented = MaskMixture([ArraySource(masks)], seed=3, augment=config)
+    assert any(augmented.sample(n).tobytes() not in renders for n in range(40))

@@ -29,6 +29,8 @@ def test_coco_with_images_options_and_weight(files: dict[str, Path]) -> None:
 def test_defaults_without_weight_or_options(files: dict[str, Path]) -> None:
     spec = parse_data_spec(f"pngdir:{files['dir']}")
     assert (spec.weight, spec.context, spec.min_area, spec.limit, spec.extra) == (1.0, None, 0.0, None, None)
+    assert spec.augment is True
+    assert parse_data_spec(f"pngdir:{files['dir']}?augment=0").augment is False
 
 
 def test_labelmap_ignore_is_repeatable(files: dict[str, Path]) -> None:
@@ -50,6 +52,7 @@ def test_labelmap_ignore_is_repeatable(files: dict[str, Path]) -> None:
         ("coco:{json}?min_area=2", "min_area is a fraction"),
         ("coco:{json}?zoom=2", "unknown option 'zoom'"),
         ("coco:{json}?context=wide", "not a valid float"),
+        ("coco:{json}?augment=2", "augment is 0 or 1"),
         ("pngdir:{dir},{dir}", "expected pngdir:DIR"),
         ("jsonl:{jsonl},/no/root", "does not exist"),
     ],

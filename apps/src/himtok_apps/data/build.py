@@ -49,4 +49,5 @@ def build_source(spec: DataSpec, skips: SkipCounter | None = None) -> MaskSource
         raise ValueError(f"unknown data kind {spec.kind!r}")
     if len(source) == 0:
         raise ValueError(f"--data {spec.text!r}: no usable mask found")
+    source.augment = spec.augment
     return source

@@ -57,7 +57,7 @@ class MaskMixture:
             except MaskReadError as error:
                 self.skips.add(source.name, source.item_name(index), str(error))
                 continue
-            return render_mask(mask, source.context, rng, self.augment)
+            return render_mask(mask, source.context, rng if source.augment else None, self.augment)
         raise RuntimeError(
             f"no readable mask after {MAX_ATTEMPTS} draws for sample {n}: is the data corrupt?"
         )

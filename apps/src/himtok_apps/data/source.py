@@ -17,6 +17,8 @@ class MaskSource(ABC):
     name: str = "source"
     #: Object-centred crops: crop = mask box scaled by this factor (None: whole frame).
     context: float | None = None
+    #: Training augmentation (random crops, flips); False renders every draw like validation does.
+    augment: bool = True
 
     @abstractmethod
     def __len__(self) -> int: ...

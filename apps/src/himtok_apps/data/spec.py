@@ -7,6 +7,7 @@ Examples::
     pngdir:davis2016-val:0.5                       every PNG under the folder, mixture weight 0.5
     labelmap:camvid-labels/train,camvid-labels/classes.json?ignore=11
     jsonl:anns/seg_data_with_mask.jsonl            the official format's ``mask`` field
+    coco:instances_train.json?limit=4&augment=0    four masks, rendered without random crops or flips
 
 Everything is checked here (kind, paths, option names and values, weight), so a bad spec fails before any
 work with a one-line ``ValueError``.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KINDS = ("coco", "pngdir", "labelmap", "jsonl")
-COMMON_OPTIONS = {"context": float, "min_area": float, "limit": int}
+COMMON_OPTIONS = {"context": float, "min_area": float, "limit": int, "augment": int}
 KIND_OPTIONS: dict[str, dict[str, type]] = {
     "coco": {"crowd": int},
     "pngdir": {},
@@ -54,6 +55,11 @@ class DataSpec:
     @property
     def min_area(self) -> float:
         return float(self.options.get("min_area", 0.0))  # type: ignore[arg-type]
+
+    @property
+    def augment(self) -> bool:
+        """False (``augment=0``): training renders this source like validation, no random crops or flips."""
+        return bool(self.options.get("augment", 1))
 
     @property
     def limit(self) -> int | None:
@@ -101,6 +107,8 @@ def _parse_options(kind: str, query: str, text: str) -> dict[str, object]:
     min_area = options.get("min_area", 0.0)
     if not (isinstance(min_area, float) and 0.0 <= min_area < 1.0):
         raise ValueError(f"--data {text!r}: min_area is a fraction of the image in [0, 1), got {min_area}")
+    if options.get("augment", 1) not in (0, 1):
+        raise ValueError(f"--data {text!r}: augment is 0 or 1, got {options['augment']}")
     limit = options.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"--data {text!r}: limit must be a positive integer, got {limit}")
