@@ -16,8 +16,8 @@ import argparse
 
 import torch
 from himtok_apps.data import SkipCounter, build_source, parse_data_spec, render_validation
+from himtok_apps.stage1 import bounding_box_iou, resolution_only_iou
 from himtok_apps.stage1.config import DEFAULT_VAL_DATA
-from himtok_apps.stage1.metrics import bounding_box_iou, resolution_only_iou
 
 RESOLUTIONS = (128, 64, 32, 16, 8)
 

@@ -3,7 +3,7 @@
 from himtok_apps.stage1.cli import build_parser, config_from_args, main
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
-from himtok_apps.stage1.metrics import boundary_iou, iou
+from himtok_apps.stage1.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.trainer import TrainingStopped, build_model, train, weights_digest
 
 __all__ = [
@@ -12,12 +12,14 @@ __all__ = [
     "TrainConfig",
     "TrainingStopped",
     "boundary_iou",
+    "bounding_box_iou",
     "build_model",
     "build_parser",
     "config_from_args",
     "evaluate",
     "iou",
     "main",
+    "resolution_only_iou",
     "train",
     "weights_digest",
 ]
