@@ -42,6 +42,7 @@ OPTIONS, joined with '&':
   context=F    object-centred crops: the mask's box scaled by F (>= 1), jittered in training
   min_area=F   keep masks covering at least this fraction of their frame
   limit=N      use at most N masks of the source
+  augment=0    no random crops or flips for this source (rendered as in validation)
   crowd=1      (coco) keep crowd annotations too
   ignore=V     (labelmap) leave out label value V (repeatable)
 WEIGHT: relative sampling weight of the source in the mixture (default 1).
