@@ -7,9 +7,10 @@ import math
 
 import pytest
 import torch
-from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
+from himtok_apps.stage1.codebook import code_report, restore_code_stats
 from himtok_apps.stage1.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.schedule import WarmupCosine
+from himtok_vq import CodebookStats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,7 +56,7 @@ def test_ious_reject_bad_shapes() -> None:
 
 
 def test_code_report_usage_and_entropy() -> None:
-    stats = code_stats(num_positions=2, codebook_size=8)
+    stats = CodebookStats(8, num_positions=2)
     stats.update(torch.tensor([[0, 1], [0, 2], [0, 3], [0, 4]]))
     summary = code_report(stats)
     assert summary["codes_used"] == 5 and summary["usage"] == 5 / 8
@@ -70,10 +71,10 @@ def test_code_report_usage_and_entropy() -> None:
 def test_code_stats_restore_reads_old_float_checkpoints() -> None:
     old = torch.zeros(2, 8, dtype=torch.float64)
     old[0, 3], old[1, 5] = 2.0, 1.0
-    stats = code_stats(num_positions=2, codebook_size=8)
+    stats = CodebookStats(8, num_positions=2)
     restore_code_stats(stats, old)
     assert stats.counts.tolist() == [0, 0, 0, 2, 0, 1, 0, 0]
-    again = code_stats(num_positions=2, codebook_size=8)
+    again = CodebookStats(8, num_positions=2)
     restore_code_stats(again, stats.state_dict())
     assert torch.equal(again.position_counts, stats.position_counts)
 

@@ -5,16 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from himtok_vq import CodebookStats
 from torch import Tensor
-
-
-def code_stats(
-    num_positions: int, codebook_size: int, device: torch.device | str | None = None
-) -> CodebookStats:
-    """Counts per code and per token position (the per-position entropy needs the latter)."""
-    return CodebookStats(codebook_size, num_positions, device=device)
 
 
 def code_report(stats: CodebookStats, sync: bool = True) -> dict[str, Any]:

@@ -60,13 +60,6 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-    return tensor
-
-
 def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     """Mean over ranks of a few scalars (one collective)."""
     if not info.enabled or not values:

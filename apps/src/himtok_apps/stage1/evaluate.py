@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from himtok_mask_tokenizer import MaskTokenizer
+from himtok_vq import CodebookStats
 from torch import Tensor
 
-from himtok_apps.stage1.codebook import code_report, code_stats
+from himtok_apps.stage1.codebook import code_report
 from himtok_apps.stage1.metrics import boundary_iou, iou
 
 
@@ -41,7 +42,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    codes = code_stats(model.config.num_latent_tokens, model.config.codebook_size, device)
+    codes = CodebookStats(model.config.codebook_size, model.config.num_latent_tokens, device=device)
     ious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     bious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     examples: dict[int, list[Tensor]] = {n: [] for n in lengths}

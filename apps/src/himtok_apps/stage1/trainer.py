@@ -24,13 +24,14 @@ import torch
 import torch.nn.functional as F
 from himtok_hml_loss import HierarchicalMaskLoss, sample_levels
 from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig
+from himtok_vq import CodebookStats
 from torch import nn
 from tqdm import tqdm
 
 from himtok_apps.data import MaskMixture, SkipCounter, build_source, parse_data_spec, render_validation
 from himtok_apps.stage1 import distributed as D
 from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, swap_directory
-from himtok_apps.stage1.codebook import code_report, code_stats, restore_code_stats
+from himtok_apps.stage1.codebook import code_report, restore_code_stats
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig, read_deepspeed_config
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
 from himtok_apps.stage1.metrics import bounding_box_iou, resolution_only_iou
@@ -139,8 +140,8 @@ class Trainer:
         self.model = build_model(config).to(info.device)
         self.export_config = model_config(config)
         self.model.train()
-        self.codes = code_stats(
-            self.model.config.num_latent_tokens, self.model.config.codebook_size, info.device
+        self.codes = CodebookStats(
+            self.model.config.codebook_size, self.model.config.num_latent_tokens, device=info.device
         )
         self.hml = HierarchicalMaskLoss(
             bce_weight=config.bce_weight,
