@@ -19,7 +19,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES_DIR = ROOT / "packages"
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "scipy>=1.13", "numpy>=1.26"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "scipy>=1.13", "numpy>=1.26", "sentencepiece>=0.2"]
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "tests", "isolation"]
