@@ -9,8 +9,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from himtok_apps.cli_common import OneLineParser
 from himtok_apps.data.spec import parse_data_spec
 from himtok_apps.stage1.config import (
     DEFAULT_TRAIN_DATA,
@@ -50,13 +51,6 @@ Example: --data 'coco:ann.json?min_area=0.01&context=1.5:2' 'pngdir:../shared/da
 
 Distributed: torchrun --nproc-per-node N apps/train_stage1 ... (DDP, gloo on CPU, NCCL on CUDA).
 Resume: --resume RUN_DIR continues an interrupted run from its last checkpoint (same final weights)."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr (exit status 2), without the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,42 +87,43 @@ def generated_tokens_and_logits(generate_output: Any) -> tuple[torch.Tensor, tup
     return sequences, tuple(logits)
 
 
-def masks_from_generation(
-    generate_output: Any,
-    vocab: MaskVocab,
-    tokenizer_model: Any,
-    mode: Mode = "soft",
-    length: int = 32,
-    *,
-    temperature: float = OFFICIAL_TEMPERATURE,
-    size: tuple[int, int] | None = None,
-) -> GeneratedMasks:
-    """Decode every complete mask span of every generated answer.
+@dataclass
+class GeneratedSpans:
+    """The mask spans of a batch of answers with their token distributions, before decoding.
 
-    `tokenizer_model` is a `himtok_mask_tokenizer.MaskTokenizer` (anything with `decode_soft(probs)` and
-    `decode(codes)`). `size` resizes the masks back to an image size (the tokenizer's recorded transform).
-    Answers without a mask are reported in `GeneratedMasks.samples_without_mask`, not raised.
+    probs: [M, length, K] softmax over the mask columns; codes: [M, length] argmax codes; spans, well_formed
+    and truncated as in `GeneratedMasks`; tokens: the `generate` sequences.
     """
-    if mode not in ("soft", "hard"):
-        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
+
+    tokens: torch.Tensor
+    spans: list[MaskSpan]
+    probs: torch.Tensor
+    codes: torch.Tensor
+    well_formed: torch.Tensor
+    truncated: list[MaskSpan]
+    batch_size: int
+
+
+def generated_spans(
+    generate_output: Any, vocab: MaskVocab, length: int = 32, *, temperature: float = OFFICIAL_TEMPERATURE
+) -> GeneratedSpans:
+    """Every complete mask span of every generated answer, with its soft distribution and argmax codes."""
     tokens, logits = generated_tokens_and_logits(generate_output)
     prompt = tokens.shape[1] - len(logits)
     complete, truncated = find_mask_spans(tokens, vocab, length)
     # Only spans whose mask positions were generated have logits; a prompt may end with <|mt_start|>.
     spans = [span for row in complete for span in row if span.start + 1 >= prompt]
     truncated = [span for span in truncated if span.start + 1 >= prompt]
-    batch = tokens.shape[0]
     if not spans:
-        side = size or (tokenizer_model.config.image_size,) * 2
-        return GeneratedMasks(
-            masks=torch.zeros(0, *side),
-            sample_index=torch.zeros(0, dtype=torch.long),
-            codes=torch.zeros(0, length, dtype=torch.long),
-            spans=[],
-            well_formed=torch.zeros(0, dtype=torch.bool),
-            batch_size=batch,
-            mode=mode,
-            truncated=truncated,
+        empty = torch.zeros(0, length, vocab.codebook_size)
+        return GeneratedSpans(
+            tokens,
+            [],
+            empty,
+            torch.zeros(0, length, dtype=torch.long),
+            torch.zeros(0, dtype=torch.bool),
+            truncated,
+            tokens.shape[0],
         )
     # Gather only the span positions: stacking every step would hold B x N x V floats.
     span_logits = torch.stack(
@@ -134,20 +135,69 @@ def masks_from_generation(
     probs = mask_token_probs(span_logits, vocab, temperature)
     # Argmax of the logits, not of the probabilities: float32 softmax can round near-ties to exact ties.
     codes = span_logits[..., vocab.mask_slice].argmax(dim=-1)
-    with torch.no_grad():
-        if mode == "soft":
-            masks = tokenizer_model.decode_soft(probs, size=size)
-        else:
-            masks = tokenizer_model.decode(codes, size=size)
+    return GeneratedSpans(
+        tokens, spans, probs, codes, _well_formed(tokens, spans, vocab), truncated, tokens.shape[0]
+    )
+
+
+@torch.no_grad()
+def decode_spans(
+    probs: torch.Tensor,
+    codes: torch.Tensor,
+    tokenizer_model: Any,
+    mode: Mode = "soft",
+    num_tokens: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """[M, S, S] mask probabilities from span distributions (`soft`) or codes (`hard`), first `num_tokens`."""
+    if mode not in ("soft", "hard"):
+        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
+    length = codes.shape[1]
+    keep = length if num_tokens is None else num_tokens
+    if not 1 <= keep <= length:
+        raise ValueError(f"num_tokens must lie in 1..{length}, got {num_tokens}")
+    if mode == "soft":
+        return tokenizer_model.decode_soft(probs[:, :keep], size=size)
+    return tokenizer_model.decode(codes[:, :keep], size=size)
+
+
+def masks_from_generation(
+    generate_output: Any,
+    vocab: MaskVocab,
+    tokenizer_model: Any,
+    mode: Mode = "soft",
+    length: int = 32,
+    *,
+    temperature: float = OFFICIAL_TEMPERATURE,
+    size: tuple[int, int] | None = None,
+    num_tokens: int | None = None,
+) -> GeneratedMasks:
+    """Decode every complete mask span of every generated answer.
+
+    `tokenizer_model` is a `himtok_mask_tokenizer.MaskTokenizer` (anything with `decode_soft(probs)` and
+    `decode(codes)`). `size` resizes the masks back to an image size (the tokenizer's recorded transform).
+    `num_tokens` decodes only the first tokens of each span (coarse to fine; default: all `length`).
+    Answers without a mask are reported in `GeneratedMasks.samples_without_mask`, not raised.
+    """
+    if mode not in ("soft", "hard"):
+        raise ValueError(f"mode must be 'soft' or 'hard', got {mode!r}")
+    if num_tokens is not None and not 1 <= num_tokens <= length:
+        raise ValueError(f"num_tokens must lie in 1..{length}, got {num_tokens}")
+    found = generated_spans(generate_output, vocab, length, temperature=temperature)
+    if not found.spans:
+        side = size or (tokenizer_model.config.image_size,) * 2
+        masks = torch.zeros(0, *side)
+    else:
+        masks = decode_spans(found.probs, found.codes, tokenizer_model, mode, num_tokens, size)
     return GeneratedMasks(
         masks=masks,
-        sample_index=torch.tensor([s.sample for s in spans]),
-        codes=codes,
-        spans=spans,
-        well_formed=_well_formed(tokens, spans, vocab),
-        batch_size=batch,
+        sample_index=torch.tensor([s.sample for s in found.spans], dtype=torch.long),
+        codes=found.codes,
+        spans=found.spans,
+        well_formed=found.well_formed,
+        batch_size=found.batch_size,
         mode=mode,
-        truncated=truncated,
+        truncated=found.truncated,
     )
 
 

@@ -6,6 +6,7 @@ checkpoints.
 
 from himtok_mask_tokenizer.checkpoint import key_report, read_official_state_dict
 from himtok_mask_tokenizer.config import PRESETS, MaskTokenizerConfig
+from himtok_mask_tokenizer.infer import default_heads, infer_official_config
 from himtok_mask_tokenizer.preprocess import MaskTransform, as_mask_tensor, prepare_masks
 from himtok_mask_tokenizer.tokenizer import MaskTokenizer, TokenizerOutput
 
@@ -19,6 +20,8 @@ __all__ = [
     "TokenizerOutput",
     "__version__",
     "as_mask_tensor",
+    "default_heads",
+    "infer_official_config",
     "key_report",
     "prepare_masks",
     "read_official_state_dict",

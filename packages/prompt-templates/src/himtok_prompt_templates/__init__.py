@@ -1,5 +1,15 @@
 """Prompt templates and a never-crashing response parser for HiMTok mask-token conversations (pure Python)."""
 
+from himtok_prompt_templates.chat import (
+    CHAT_FORMATS,
+    INTERNVL2_5_SYSTEM_MESSAGE,
+    ChatFormat,
+    chat_template_jinja,
+    expand_image_placeholder,
+    format_chat,
+    get_chat_format,
+    with_image_placeholder,
+)
 from himtok_prompt_templates.families import FAMILIES, PhrasingSet, TemplateFamily, slots_of
 from himtok_prompt_templates.grid import (
     GRID_MAX,
@@ -55,10 +65,12 @@ __version__ = "0.1.0"
 __all__ = [
     "BOX_END",
     "BOX_START",
+    "CHAT_FORMATS",
     "CODEBOOK_SIZE",
     "FAMILIES",
     "GRID_MAX",
     "IMAGE_TOKEN",
+    "INTERNVL2_5_SYSTEM_MESSAGE",
     "MASK_TOKEN_PATTERN",
     "MT_END",
     "MT_START",
@@ -70,6 +82,7 @@ __all__ = [
     "STYLES",
     "TASKS",
     "TASK_ALIASES",
+    "ChatFormat",
     "Conversation",
     "MaskSpan",
     "ParsedBox",
@@ -85,11 +98,15 @@ __all__ = [
     "__version__",
     "box_to_grid",
     "build_conversation",
+    "chat_template_jinja",
+    "expand_image_placeholder",
     "format_box",
+    "format_chat",
     "format_grid_box",
     "format_grid_point",
     "format_mask_tokens",
     "format_points",
+    "get_chat_format",
     "get_task",
     "grid_to_box",
     "grid_to_point",
@@ -99,4 +116,5 @@ __all__ = [
     "placeholder_tokens",
     "point_to_grid",
     "slots_of",
+    "with_image_placeholder",
 ]
