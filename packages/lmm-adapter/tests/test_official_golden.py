@@ -200,7 +200,9 @@ def test_free_greedy_generation(model: HiMTokModel, inputs: dict, expected: dict
     assert texts == responses
 
 
-def test_forced_generation_logits_and_masks(model: HiMTokModel, inputs: dict, expected: dict, golden: Path) -> None:
+def test_forced_generation_logits_and_masks(
+    model: HiMTokModel, inputs: dict, expected: dict, golden: Path
+) -> None:
     prompt = inputs["prompt_ids_left_padded"].shape[1]
     out = _generate(model, inputs, 40, [ForceFirstMaskSpan(model, prompt)])
     assert out.sequences[:, prompt:].tolist() == expected["forced_sequences"].tolist()

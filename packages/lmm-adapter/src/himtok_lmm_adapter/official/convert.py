@@ -178,9 +178,7 @@ def plan_conversion(
     config = internvl_config_from_official(
         official, image_token_id, tie_word_embeddings=llm_ties and not has_head
     )
-    text = config.text_config
-    heads = HeadLayout(text.num_attention_heads, text.num_key_value_heads, text.head_dim)
-    mapper = WeightMapper(settings.llm_architecture, heads)
+    mapper = WeightMapper(settings.llm_architecture, _heads(config))
     expected = _expected_state(config)
 
     float_dtypes = [t.dtype for t in source.tensors.values() if t.dtype.is_floating_point]
@@ -343,7 +341,8 @@ def write_lmm_weights(
 
 def _heads(config: InternVLConfig) -> HeadLayout:
     text = config.text_config
-    return HeadLayout(text.num_attention_heads, text.num_key_value_heads, text.head_dim)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    return HeadLayout(text.num_attention_heads, text.num_key_value_heads, head_dim)
 
 
 def write_mask_tokenizer(plan: ConversionPlan, source: SourceCheckpoint, directory: Path) -> int:

@@ -32,6 +32,7 @@ outside the added tokens, a chunk part that spells a whole vocabulary entry exac
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -197,20 +198,24 @@ def _space(model: SentencePieceModel) -> str:
 
 
 def _normalizer(model: SentencePieceModel) -> normalizers.Normalizer | None:
-    """sentencepiece's normaliser, applied to one chunk between added tokens."""
+    """sentencepiece's normaliser, applied to one chunk between added tokens.
+
+    With `remove_extra_whitespaces`, sentencepiece drops the leading spaces and collapses runs of spaces
+    (only " " after the character map, not tabs, newlines or a literal "▁"), then, after escaping, drops
+    every trailing space symbol, a literal "▁" and the dummy prefix included.
+    """
+    space = _space(model)
     steps: list[normalizers.Normalizer] = []
     if model.precompiled_charsmap:
         steps.append(normalizers.Precompiled(model.precompiled_charsmap))
-    if model.remove_extra_whitespaces:  # only " " (after the character map) counts, not tabs or newlines
-        steps += [
-            normalizers.Replace(Regex(r"\A +"), ""),
-            normalizers.Replace(Regex(r" +\z"), ""),
-            normalizers.Replace(Regex(r" {2,}"), " "),
-        ]
+    if model.remove_extra_whitespaces:
+        steps += [normalizers.Replace(Regex(r"\A +"), ""), normalizers.Replace(Regex(r" {2,}"), " ")]
     if model.add_dummy_prefix:  # Prepend leaves an empty chunk empty, as sentencepiece does
-        steps.append(normalizers.Prepend(_space(model)))
+        steps.append(normalizers.Prepend(space))
     if model.escape_whitespaces:
         steps.append(normalizers.Replace(" ", SPACE_SYMBOL))
+    if model.remove_extra_whitespaces:
+        steps.append(normalizers.Replace(Regex(re.escape(space) + r"+\z"), ""))
     return normalizers.Sequence(steps) if steps else None
 
 
@@ -231,34 +236,37 @@ def _symbol_pattern(symbols: Iterable[str], space: str) -> str:
     return "|".join(re.escape(s) for s in ordered)
 
 
-def _backend(model: SentencePieceModel, free_symbols: Sequence[str]) -> tuple[Tokenizer, bool]:
-    """The `tokenizers` BPE tokenizer of the model; returns it and whether the symbols are added tokens.
+def _backend(model: SentencePieceModel, free_symbols: Sequence[str]) -> tuple[Tokenizer, list[AddedToken]]:
+    """The `tokenizers` BPE tokenizer of the model, and the added tokens its user symbols need.
 
-    `free_symbols` are the user-defined symbols that are not added tokens of the slow tokenizer (sentencepiece
-    keeps them whole inside a chunk). Without a dummy prefix or whitespace clean-up a chunk is tokenised the
-    same way when split at them, so they become plain added tokens. Otherwise the dummy prefix / stripping
-    must see the whole chunk: they are isolated after normalisation and looked up whole (`ignore_merges`).
+    `free_symbols` are the user-defined symbols that are not added tokens of the slow tokenizer: sentencepiece
+    keeps them whole inside a chunk, and the dummy prefix and whitespace clean-up still see the whole chunk.
+    Without a dummy prefix they become added tokens matched on the raw text (exact), or on the normalised
+    chunk when extra whitespace is removed (exact too: the symbols hold no spaces). With a dummy prefix no
+    added token can be right (the prefix goes before a symbol that opens a chunk, and nowhere else), so they
+    are isolated by the pre-tokenizer after normalisation and looked up whole (`ignore_merges`).
     """
-    vocab = model.piece_ids()
-    split_in_chunk = bool(free_symbols) and (model.add_dummy_prefix or model.remove_extra_whitespaces)
+    isolate = bool(free_symbols) and model.add_dummy_prefix
     backend = Tokenizer(
         BPE(
-            vocab=vocab,
+            vocab=model.piece_ids(),
             merges=bpe_merges(model),
             unk_token=model.pieces[model.unk_id],
             fuse_unk=True,
             byte_fallback=model.byte_fallback,
-            ignore_merges=split_in_chunk,
+            ignore_merges=isolate,
         )
     )
     normalizer = _normalizer(model)
     if normalizer is not None:
         backend.normalizer = normalizer
-    if split_in_chunk:
+    backend.decoder = _decoder(model)
+    if isolate:
         pattern = _symbol_pattern(free_symbols, _space(model))
         backend.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
-    backend.decoder = _decoder(model)
-    return backend, bool(free_symbols) and not split_in_chunk
+        return backend, []
+    normalized = model.remove_extra_whitespaces
+    return backend, [AddedToken(s, normalized=normalized, special=False) for s in free_symbols]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -431,10 +439,9 @@ def build_fast_tokenizer(
     tokens = _official_tokens(source, config, model)
     listed = {t.content for t in tokens.added.values()}
     free_symbols = [s for s in model.user_defined_symbols if s not in listed]
-    backend, symbols_as_added = _backend(model, free_symbols)
+    backend, symbol_tokens = _backend(model, free_symbols)
     _add_official_tokens(backend, model, tokens)
-    if symbols_as_added:
-        backend.add_tokens([AddedToken(s, normalized=False, special=False) for s in free_symbols])
+    backend.add_tokens(symbol_tokens)
     bos, eos = tokens.named.get("bos_token"), tokens.named.get("eos_token")
     if tokens.add_bos_token and (bos is None or backend.token_to_id(bos) != model.bos_id):
         raise OfficialFormatError(
@@ -449,7 +456,7 @@ def build_fast_tokenizer(
         add_bos_token=tokens.add_bos_token,
         add_eos_token=tokens.add_eos_token,
         chat_template=chat_template,
-        **{USER_SYMBOLS_KEY: free_symbols if symbols_as_added else []},
+        **{USER_SYMBOLS_KEY: [t.content for t in symbol_tokens]},
         **_special_kwargs(tokens, config),
     )
     _verify_ids(tokenizer, tokens.added)
@@ -510,12 +517,52 @@ def _legacy_added_tokens(tokenizer: PreTrainedTokenizerFast, specials: set[str])
     return (added - specials) | {str(t) for t in past_vocab}
 
 
+_BYTE_PIECE = re.compile(r"<0x([0-9A-F]{2})>")
+_GUARD = "x"  # a piece the decoder leaves alone: decoding after it keeps a leading space
+
+
+def _is_byte_piece(piece: str) -> bool:
+    return _BYTE_PIECE.fullmatch(piece) is not None
+
+
+def _utf8_bytes_to_text(data: bytes) -> str:
+    """sentencepiece's decoding of byte pieces: UTF-8, with one U+FFFD per byte that starts no character.
+
+    (The `tokenizers` ByteFallback decoder turns the whole run into U+FFFDs as soon as one byte is invalid.)
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(data):
+        lead = data[i]
+        size = 1 if lead < 0x80 else 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4
+        try:
+            out.append(data[i : i + size].decode("utf-8"))
+            i += size
+        except UnicodeDecodeError:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
 def _decode_run(tokenizer: PreTrainedTokenizerFast, pieces: list[str]) -> str:
-    """sentencepiece's `decode` of a run of ordinary pieces, done by the fast tokenizer's decoder."""
-    if not pieces:
-        return ""
+    """sentencepiece's `decode` of a run of ordinary pieces, with the fast tokenizer's decoder.
+
+    Byte pieces are decoded the sentencepiece way; only the first piece of the run loses its leading
+    space (when the model adds a dummy prefix), never a byte piece.
+    """
     decoder = tokenizer.backend_tokenizer.decoder
-    return decoder.decode(pieces) if decoder is not None else "".join(pieces)
+    parts: list[str] = []
+    for is_bytes, group in itertools.groupby(pieces, key=_is_byte_piece):
+        run = list(group)
+        if is_bytes:
+            parts.append(_utf8_bytes_to_text(bytes(int(p[3:5], 16) for p in run)))
+        elif decoder is None:
+            parts.append("".join(run))
+        elif not parts:
+            parts.append(decoder.decode(run))
+        else:
+            parts.append(decoder.decode([_GUARD, *run])[len(_GUARD) :])
+    return "".join(parts)
 
 
 def _tokens_to_string(tokenizer: PreTrainedTokenizerFast, tokens: list[str], specials: set[str]) -> str:
