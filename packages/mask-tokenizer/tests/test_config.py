@@ -185,3 +185,31 @@ def test_large_preset_has_the_official_keys_and_shapes(
     ours = [(key, tuple(value.shape), str(value.dtype)) for key, value in model.state_dict().items()]
     assert ours == expected
     assert sum(p.numel() for p in model.parameters()) == 644_294_815
+
+
+def test_infer_official_config_reads_every_size_off_the_shapes() -> None:
+    from himtok_mask_tokenizer import default_heads, infer_official_config
+
+    for config in (
+        MaskTokenizerConfig.preset("large"),
+        MaskTokenizerConfig.preset(
+            "large",
+            encoder_width=64,
+            decoder_width=96,
+            encoder_depth=2,
+            decoder_depth=3,
+            encoder_heads=4,
+            decoder_heads=4,
+            head_hidden=80,
+            z_channels=32,
+            pixel_hidden_channels=32,
+            pixel_channel_mult=(1, 2, 2, 4, 4),
+        ),
+    ):
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in MaskTokenizer(config).state_dict().items()}
+        heads = None if config.encoder_width == 1024 else config.encoder_heads
+        assert infer_official_config(shapes, heads=heads) == config
+    assert default_heads(1024) == 16 and default_heads(768) == 12 and default_heads(32) == 1
+    with pytest.raises(ValueError, match="lacks quantize.embedding.weight"):
+        infer_official_config({k: v for k, v in shapes.items() if not k.startswith("quantize.")})

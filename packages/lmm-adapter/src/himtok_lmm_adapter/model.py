@@ -22,6 +22,7 @@ from himtok_prompt_templates import (
 )
 from transformers import AutoModelForImageTextToText, PreTrainedTokenizerFast
 
+from himtok_lmm_adapter.decode import Mode
 from himtok_lmm_adapter.generation import MaskTokenLogitsProcessor
 from himtok_lmm_adapter.images import preprocess_images
 from himtok_lmm_adapter.segmentation import Segmentation, build_segmentations
@@ -100,13 +101,14 @@ class HiMTokModel:
             raise ValueError(f"{directory} is not a HiMTokModel directory (no {SETTINGS_NAME})")
         settings = HiMTokSettings.load(directory)
         target = resolve_device(device) if device is not None else torch.device("cpu")
-        lmm, info = AutoModelForImageTextToText.from_pretrained(
+        loaded: Any = AutoModelForImageTextToText.from_pretrained(
             directory,
             dtype=dtype if dtype is not None else "auto",
             local_files_only=True,
             trust_remote_code=False,
             output_loading_info=True,
         )
+        lmm, info = loaded
         problems = {
             k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")
         }
@@ -217,7 +219,7 @@ class HiMTokModel:
         prompts: Sequence[str] | str,
         *,
         num_mask_tokens: int = 32,
-        mode: str = "soft",
+        mode: Mode = "soft",
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         threshold: float = 0.5,
         constrain: bool = True,

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from himtok_prompt_templates import ParsedResponse, parse_response
 
-from himtok_lmm_adapter.decode import GeneratedSpans, decode_spans, generated_spans
+from himtok_lmm_adapter.decode import GeneratedSpans, Mode, decode_spans, generated_spans
 from himtok_lmm_adapter.vocab import MaskVocab
 
 
@@ -89,7 +89,7 @@ def build_segmentations(
     end_of_turn_id: int,
     length: int = 32,
     num_tokens: int = 32,
-    mode: str = "soft",
+    mode: Mode = "soft",
     threshold: float = 0.5,
     answer_prefix: str = "",
 ) -> list[Segmentation]:

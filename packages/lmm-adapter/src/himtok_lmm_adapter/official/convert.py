@@ -122,7 +122,7 @@ def _expected_state(config: InternVLConfig) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         model = InternVLForConditionalGeneration(config)
     state = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    if config.text_config.tie_word_embeddings:
+    if _text(config).tie_word_embeddings:
         state.pop("lm_head.weight", None)
     return state
 
@@ -339,8 +339,13 @@ def write_lmm_weights(
     return {"tensors_read": read, "tensors_written": len(weight_map), "bytes_written": total}
 
 
+def _text(config: InternVLConfig) -> Any:
+    """The language-model config (typed loosely: transformers types it as a union with dict)."""
+    return config.text_config
+
+
 def _heads(config: InternVLConfig) -> HeadLayout:
-    text = config.text_config
+    text = _text(config)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     return HeadLayout(text.num_attention_heads, text.num_key_value_heads, head_dim)
 
@@ -493,7 +498,7 @@ def _report(
         "bytes_written": counts["bytes_written"],
         "image_token_id": plan.image_token_id,
         "end_of_turn_id": plan.end_of_turn_id,
-        "vocab_size": plan.config.text_config.vocab_size,
+        "vocab_size": _text(plan.config).vocab_size,
         "notes": plan.notes,
         "seconds": round(time.perf_counter() - started, 3),
     }
