@@ -211,5 +211,5 @@ def test_infer_official_config_reads_every_size_off_the_shapes() -> None:
         heads = None if config.encoder_width == 1024 else config.encoder_heads
         assert infer_official_config(shapes, heads=heads) == config
     assert default_heads(1024) == 16 and default_heads(768) == 12 and default_heads(32) == 1
-    with pytest.raises(ValueError, match="lacks quantize.embedding.weight"):
+    with pytest.raises(ValueError, match=r"lacks quantize\.embedding\.weight"):
         infer_official_config({k: v for k, v in shapes.items() if not k.startswith("quantize.")})
