@@ -74,9 +74,10 @@ _NAMED_SPECIALS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_toke
 # InternLM2Tokenizer's defaults.
 _DEFAULT_SPECIALS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>"}
 
-# Stored in the tokenizer's init kwargs (so in tokenizer_config.json): the sentencepiece user symbols that
-# are added tokens of the fast tokenizer only (the slow tokenizer leaves them to sentencepiece).
-USER_SYMBOLS_KEY = "sentencepiece_user_symbols"
+# Stored in the tokenizer's init kwargs (so in tokenizer_config.json), for `official_decode`: the
+# sentencepiece user symbols that are added tokens of the fast tokenizer only (the slow tokenizer leaves them
+# to sentencepiece), and whether sentencepiece's decode drops every leading space piece (whitespace clean-up).
+OFFICIAL_KEY = "official_slow_tokenizer"
 
 
 @dataclass(frozen=True)
@@ -407,6 +408,13 @@ def _special_kwargs(tokens: OfficialTokens, config: dict[str, Any]) -> dict[str,
     return kwargs
 
 
+def _official_meta(model: SentencePieceModel, symbol_tokens: Sequence[AddedToken]) -> dict[str, Any]:
+    return {
+        "user_symbols": [t.content for t in symbol_tokens],
+        "remove_extra_whitespaces": model.remove_extra_whitespaces,
+    }
+
+
 def _verify_ids(tokenizer: PreTrainedTokenizerFast, expected: dict[int, AddedToken]) -> None:
     for index, token in expected.items():
         got = tokenizer.convert_tokens_to_ids(token.content)
@@ -456,7 +464,7 @@ def build_fast_tokenizer(
         add_bos_token=tokens.add_bos_token,
         add_eos_token=tokens.add_eos_token,
         chat_template=chat_template,
-        **{USER_SYMBOLS_KEY: [t.content for t in symbol_tokens]},
+        **{OFFICIAL_KEY: _official_meta(model, symbol_tokens)},
         **_special_kwargs(tokens, config),
     )
     _verify_ids(tokenizer, tokens.added)
@@ -507,7 +515,7 @@ def _legacy_added_tokens(tokenizer: PreTrainedTokenizerFast, specials: set[str])
 
     They are the added tokens that are not special, plus the additional special tokens past the vocabulary.
     """
-    fast_only = set(tokenizer.init_kwargs.get(USER_SYMBOLS_KEY) or [])
+    fast_only = set(_meta(tokenizer).get("user_symbols") or [])
     added = set(tokenizer.get_added_vocab()) - fast_only
     past_vocab = {
         t
@@ -544,13 +552,20 @@ def _utf8_bytes_to_text(data: bytes) -> str:
     return "".join(out)
 
 
+def _meta(tokenizer: PreTrainedTokenizerFast) -> dict[str, Any]:
+    return dict(tokenizer.init_kwargs.get(OFFICIAL_KEY) or {})
+
+
 def _decode_run(tokenizer: PreTrainedTokenizerFast, pieces: list[str]) -> str:
     """sentencepiece's `decode` of a run of ordinary pieces, with the fast tokenizer's decoder.
 
-    Byte pieces are decoded the sentencepiece way; only the first piece of the run loses its leading
-    space (when the model adds a dummy prefix), never a byte piece.
+    Byte pieces are decoded the sentencepiece way. With a dummy prefix the first piece of the run loses its
+    leading space (the decoder's Strip); with whitespace clean-up the leading pieces that are a lone space
+    vanish as well, until one gives text. A byte piece never loses its space.
     """
     decoder = tokenizer.backend_tokenizer.decoder
+    if _meta(tokenizer).get("remove_extra_whitespaces"):
+        pieces = list(itertools.dropwhile(lambda p: p == SPACE_SYMBOL, pieces))
     parts: list[str] = []
     for is_bytes, group in itertools.groupby(pieces, key=_is_byte_piece):
         run = list(group)
