@@ -8,26 +8,26 @@ What the slow tokenizer does, and how the fast one reproduces it:
 
 * it first splits the text on its added tokens (leftmost, longest match), then calls `sp_model.encode` on
   every chunk in between. The added tokens become `tokenizers` added tokens at their original ids, and the
-  normaliser runs per chunk, so sentencepiece's dummy prefix is applied per chunk exactly like the slow code;
-* sentencepiece's user-defined symbols (InternLM2's `<|im_start|>`, `<|im_end|>`, ...) that are not added
-  tokens of the config stay atomic: with no dummy prefix and no whitespace clean-up (InternLM2's settings)
-  they are plain (non-special) added tokens; otherwise they are isolated by the pre-tokenizer, inside the
-  chunk, after the chunk was normalised;
+  normaliser runs per chunk, so sentencepiece's dummy prefix and whitespace clean-up apply per chunk too;
+* sentencepiece's user-defined symbols (InternLM2's `<|im_start|>`, `<|im_end|>`, ...) that the config does
+  not list as added tokens stay whole inside a chunk: they are plain (non-special) added tokens, except with
+  a dummy prefix, where the pre-tokenizer isolates them after the chunk was normalised;
 * sentencepiece BPE merges the adjacent pair whose concatenation is the best scored piece. The merge list
-  holds every split of every normal piece into two normal pieces, ranked by the piece's score, which is
-  the same rule; byte fallback, unknown-piece fusion and every normaliser setting of the model file
-  (dummy prefix, extra whitespace removal, whitespace escaping, precompiled character map) are honoured;
-* the BOS token is prepended (`add_bos_token`, default true) and EOS appended when `add_eos_token`.
+  holds every split of every normal piece into two normal pieces, ranked by that piece's score, which is the
+  same rule; byte fallback, unknown-piece fusion and every normaliser setting of the model file (dummy
+  prefix, extra whitespace removal, whitespace escaping, precompiled character map) are honoured;
+* BOS is prepended (`add_bos_token`, default true) and EOS appended with `add_eos_token`; a pair is
+  `BOS A B`, as in the slow tokenizer.
 
 `official_decode` reproduces the slow `decode(ids, skip_special_tokens=False)` string, with its spaces
-around added tokens; `tokenizer.decode` stays the natural fast decode.
+around added tokens; `tokenizer.decode` stays the natural fast decode (it differs from sentencepiece only on
+invalid UTF-8 byte runs and on leading lone-space pieces).
 
-Known differences, none of which InternLM2/InternVL files trigger: sentencepiece models other than BPE are
-refused; equal scores of *different* pieces are ordered by id (sentencepiece takes the leftmost pair);
-`UNUSED` pieces are never merged into; the `pair` template of transformers 5 puts a BOS before the second
-sequence where the slow tokenizer does not. With a dummy prefix or whitespace clean-up *and* user symbols
-outside the added tokens, a chunk part that spells a whole vocabulary entry exactly (a byte piece such as
-`<0x41>`, or a piece sentencepiece would not reach) maps to that entry.
+Known differences, none of which the InternLM2/InternVL files trigger: only BPE models are accepted; equal
+scores of *different* pieces are ordered by id (sentencepiece takes the leftmost pair); `UNUSED` pieces are
+never merged into. With a dummy prefix *and* user symbols outside the added tokens, a text part between two
+such symbols (or after one, up to the chunk's end) that spells a whole vocabulary entry that sentencepiece
+would not produce from text, such as the byte piece `<0x41>`, maps to that entry.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
@@ -119,7 +119,7 @@ class SentencePieceModel:
 def _model_proto() -> Any:
     from transformers.utils import sentencepiece_model_pb2_new
 
-    return sentencepiece_model_pb2_new.ModelProto()
+    return sentencepiece_model_pb2_new.ModelProto()  # type: ignore[attr-defined]
 
 
 def read_sentencepiece(path: str | Path) -> SentencePieceModel:
@@ -317,11 +317,6 @@ class OfficialTokens:
     add_eos_token: bool
     clean_up_tokenization_spaces: bool
 
-    @property
-    def all_special(self) -> tuple[str, ...]:
-        ordered = [self.named[k] for k in _NAMED_SPECIALS if k in self.named] + list(self.additional)
-        return tuple(dict.fromkeys(ordered))
-
 
 def _official_tokens(
     source: Path, config: dict[str, Any], model: SentencePieceModel | None
@@ -346,8 +341,8 @@ def _official_tokens(
         if map_file.is_file():
             for key, value in _read_json(map_file).items():
                 if key == "additional_special_tokens":
-                    known = [_content(t) for t in additional_raw]
-                    additional_raw += [t for t in value if _content(t) not in known]
+                    present = [_content(t) for t in additional_raw]
+                    additional_raw += [t for t in value if _content(t) not in present]
                 elif key in named_raw:
                     named_raw[key] = value
         specials = {_content(v) for v in named_raw.values() if v is not None}
@@ -467,8 +462,32 @@ def build_fast_tokenizer(
         **{OFFICIAL_KEY: _official_meta(model, symbol_tokens)},
         **_special_kwargs(tokens, config),
     )
+    tokenizer.backend_tokenizer.post_processor = _slow_template(
+        backend, bos if tokens.add_bos_token else None, eos if tokens.add_eos_token else None
+    )
     _verify_ids(tokenizer, tokens.added)
     return tokenizer
+
+
+def _slow_template(backend: Tokenizer, bos: str | None, eos: str | None) -> processors.TemplateProcessing:
+    """[BOS] A [B] [EOS], like the slow `build_inputs_with_special_tokens` (no second BOS before B).
+
+    transformers 5 writes `<s> A <s> B` for pairs when it builds the template itself (after a change of
+    `add_bos_token`), so this one is set on the backend, where `save_pretrained` keeps it.
+    """
+    single, pair, specials = [], [], []
+    if bos is not None:
+        single.append(f"{bos}:0")
+        pair.append(f"{bos}:0")
+        specials.append((bos, backend.token_to_id(bos)))
+    single.append("$A:0")
+    pair += ["$A:0", "$B:1"]
+    if eos is not None:
+        single.append(f"{eos}:0")
+        pair.append(f"{eos}:1")
+        if eos != bos:
+            specials.append((eos, backend.token_to_id(eos)))
+    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
 
 
 def _load_fast_json(
@@ -480,6 +499,8 @@ def _load_fast_json(
     for key in ("add_bos_token", "add_eos_token"):  # else keep the post-processor of tokenizer.json
         if key in config:
             kwargs[key] = bool(config[key])
+    if OFFICIAL_KEY in config:  # written by `save_pretrained` of a tokenizer built here
+        kwargs[OFFICIAL_KEY] = config[OFFICIAL_KEY]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(source / FAST_FILE), chat_template=chat_template, **kwargs
     )
@@ -515,14 +536,11 @@ def _legacy_added_tokens(tokenizer: PreTrainedTokenizerFast, specials: set[str])
 
     They are the added tokens that are not special, plus the additional special tokens past the vocabulary.
     """
+    added = tokenizer.get_added_vocab()  # content -> id
     fast_only = set(_meta(tokenizer).get("user_symbols") or [])
-    added = set(tokenizer.get_added_vocab()) - fast_only
-    past_vocab = {
-        t
-        for t in tokenizer.extra_special_tokens
-        if tokenizer.convert_tokens_to_ids(str(t)) >= tokenizer.vocab_size
-    }
-    return (added - specials) | {str(t) for t in past_vocab}
+    extra = {str(t) for t in tokenizer.extra_special_tokens}
+    past_vocab = {t for t in extra if added.get(t, -1) >= tokenizer.vocab_size}
+    return (set(added) - fast_only - specials) | past_vocab
 
 
 _BYTE_PIECE = re.compile(r"<0x([0-9A-F]{2})>")
@@ -586,7 +604,8 @@ def _tokens_to_string(tokenizer: PreTrainedTokenizerFast, tokens: list[str], spe
     (Its `_maybe_add_prefix_space` always adds a space, which the final `[1:]` removes again, and it always
     applies `clean_up_tokenization`, whatever `clean_up_tokenization_spaces` says.)
     """
-    out, run, prev_is_special = "", [], False
+    out, prev_is_special = "", False
+    run: list[str] = []
     for token in tokens:
         if token in specials:
             if not prev_is_special:
