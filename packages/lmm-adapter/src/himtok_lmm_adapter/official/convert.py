@@ -3,8 +3,9 @@
 The conversion is planned from the safetensors headers first: every source tensor must map to target tensors
 of the right shapes, every tensor of the target `InternVLForConditionalGeneration` (and of the `MaskTokenizer`)
 must be filled exactly once, and the tokenizer must hold a contiguous mask vocabulary. Only then are weights
-read, one source shard at a time, and written as output shards of at most `shard_bytes`; peak memory is about one
-output shard. Everything is written into a temporary folder beside the output and renamed at the end, so a failed
+read, one tensor at a time, and written as output shards of at most `shard_bytes`; peak memory is about one
+output shard (each tensor is copied out of a mapping closed at once, so source pages do not stay resident).
+Everything is written into a temporary folder beside the output and renamed at the end, so a failed
 conversion leaves nothing behind. No code from the source directory is imported or executed.
 """
 
@@ -22,7 +23,6 @@ from typing import Any
 import torch
 from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig, infer_official_config, key_report
 from himtok_prompt_templates import chat_template_jinja, get_chat_format
-from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import GenerationConfig, InternVLConfig, InternVLForConditionalGeneration
 
@@ -310,29 +310,23 @@ def write_lmm_weights(
     by_source: dict[str, list[PlannedTensor]] = {}
     for tensor in plan.lmm_tensors:
         by_source.setdefault(tensor.source, []).append(tensor)
-    for file_name, keys in source.keys_by_file().items():
-        wanted = [k for k in keys if k in by_source]
-        if not wanted:
-            continue
-        with safe_open(str(source.directory / file_name), framework="pt", device="cpu") as handle:
-            for key in wanted:
-                converted = mapper_rules.convert(key, handle.get_tensor(key))
-                read += 1
-                for planned in by_source[key]:
-                    index = shard_of[planned.target]
-                    buffers[index][planned.target] = cast(
-                        converted[planned.target], plan.out_dtype
-                    ).contiguous()
-                    remaining[index] -= 1
-                    done += planned.nbytes
-                    if remaining[index] == 0:
-                        name = _shard_name(index, len(plan.shards))
-                        save_file(buffers[index], str(out / name), metadata={"format": "pt"})
-                        weight_map.update(dict.fromkeys(buffers[index], name))
-                        buffers[index] = {}
-                del converted
-                if progress is not None:
-                    progress(done, total)
+    for keys in source.keys_by_file().values():
+        for key in (k for k in keys if k in by_source):
+            converted = mapper_rules.convert(key, source.read(key))
+            read += 1
+            for planned in by_source[key]:
+                index = shard_of[planned.target]
+                buffers[index][planned.target] = cast(converted[planned.target], plan.out_dtype).contiguous()
+                remaining[index] -= 1
+                done += planned.nbytes
+                if remaining[index] == 0:
+                    name = _shard_name(index, len(plan.shards))
+                    save_file(buffers[index], str(out / name), metadata={"format": "pt"})
+                    weight_map.update(dict.fromkeys(buffers[index], name))
+                    buffers[index] = {}
+            del converted
+            if progress is not None:
+                progress(done, total)
     if len(plan.shards) > 1:
         index_json = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out / "model.safetensors.index.json").write_text(json.dumps(index_json, indent=2) + "\n")
@@ -355,13 +349,9 @@ def write_mask_tokenizer(plan: ConversionPlan, source: SourceCheckpoint, directo
     assert plan.mask_config is not None
     directory.mkdir(parents=True)
     state: dict[str, torch.Tensor] = {}
-    for file_name, keys in source.keys_by_file().items():
-        wanted = [k for k in keys if is_mask_decoder_key(k)]
-        if not wanted:
-            continue
-        with safe_open(str(source.directory / file_name), framework="pt", device="cpu") as handle:
-            for key in wanted:
-                state[mask_tokenizer_key(key)] = cast(handle.get_tensor(key), plan.out_dtype).contiguous()
+    for keys in source.keys_by_file().values():
+        for key in (k for k in keys if is_mask_decoder_key(k)):
+            state[mask_tokenizer_key(key)] = cast(source.read(key), plan.out_dtype).contiguous()
     plan.mask_config.to_json(directory / "config.json")
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return len(state)

@@ -109,6 +109,17 @@ class SourceCheckpoint:
         except Exception as err:  # safetensors raises its own error types for corrupt headers
             raise OfficialFormatError(f"cannot read {path} as safetensors: {err}") from err
 
+    def read(self, key: str) -> torch.Tensor:
+        """One tensor, copied out of a mapping that is closed at once.
+
+        safetensors maps whole files and hands out views into the mapping; a view kept in an output buffer would
+        keep its source file's pages resident. Copying from a short-lived mapping bounds the memory of a
+        conversion by its output buffer.
+        """
+        info = self.tensors[key]
+        with safe_open(str(self.directory / info.file), framework="pt", device="cpu") as handle:
+            return handle.get_tensor(key).clone()
+
     def keys_by_file(self) -> dict[str, list[str]]:
         """Tensor names grouped by file, files in order, names in header order."""
         grouped: dict[str, list[str]] = {name: [] for name in self.files}
