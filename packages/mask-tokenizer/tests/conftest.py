@@ -35,6 +35,8 @@ def micro_config(
             "pixel_num_res_blocks": 1,
             "pixel_out_channels": 3,
         }
+    elif pixel_head == "light":
+        head = {"pixel_head": "light", "in_channels": 1, "pixel_out_channels": 1, "pixel_hidden_channels": 16}
     else:
         head = {"pixel_head": "linear", "in_channels": 1, "pixel_out_channels": 1}
     return MaskTokenizerConfig(**{**MICRO, **head, "layout": layout, **overrides})  # type: ignore[arg-type]

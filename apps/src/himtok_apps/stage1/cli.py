@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--dice-weight", type=float, help="HML Dice weight (default 1)")
     group.add_argument("--vq-weight", type=float, help="weight of the quantizer loss (default 1)")
     group.add_argument(
+        "--vq-warmup-steps",
+        type=int,
+        metavar="N",
+        help="first N steps decode the continuous latents, then quantize (default 0)",
+    )
+    group.add_argument(
         "--model",
         dest="model_overrides",
         action="append",

@@ -75,6 +75,8 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     vq_weight: float = 1.0
+    # Steps at the start that decode the continuous latents instead of the codes (0: quantize from step 0).
+    vq_warmup_steps: int = 0
     # monitoring and checkpoints
     log_every: int = 25
     eval_every: int = 500
@@ -120,8 +122,10 @@ class TrainConfig:
             raise ValueError(
                 f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
             )
-        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError("--warmup-steps, --weight-decay and --grad-clip must be non-negative")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.vq_warmup_steps < 0:
+            raise ValueError(
+                "--warmup-steps, --vq-warmup-steps, --weight-decay and --grad-clip must be non-negative"
+            )
         if not 0 <= self.ema < 1:
             raise ValueError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 <= self.hml_levels < 32:

@@ -279,7 +279,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, dict[str, float], Any]:
         autocast = self.info.device.type == "cuda"
         with torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = self.network(masks, levels)
+            out = self.network(masks, levels, quantize=self.step >= self.config.vq_warmup_steps)
         hml = self.hml(out.logits.float(), out.targets, levels)
         loss = hml.total + self.config.vq_weight * out.vq_aux.loss.float()
         parts = {

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 LAYOUTS = ("official", "causal")
-PIXEL_HEADS = ("conv", "linear")
+PIXEL_HEADS = ("conv", "linear", "light")
+ENCODER_STEMS = ("patch", "conv")
 RESIZE_MODES = ("stretch", "pad")
 VQ_REPARAMS = ("linear", "none", "frozen_base")
 GROUP_NORM_GROUPS = 32  # the official pixel decoder hard-codes GroupNorm(32, C)
@@ -30,6 +31,9 @@ class MaskTokenizerConfig:
     internal_size: int | None = None  # None: same as image_size
     in_channels: int = 3  # the official encoder sees the mask repeated on 3 channels
     patch_size: int = 16
+    # Patch embedding of the encoder: "patch" = one linear map per patch (official), "conv" = a small stride-2
+    # conv stem (log2(patch_size) steps) that sees across patch borders.
+    encoder_stem: str = "patch"
     encoder_width: int = 1024
     encoder_depth: int = 24
     encoder_heads: int = 16
@@ -46,7 +50,8 @@ class MaskTokenizerConfig:
     # Decoder head: ffn = Conv1x1(decoder_width -> head_hidden), Tanh, Conv1x1(head_hidden -> z_channels).
     head_hidden: int | None = None  # None: 2 * decoder_width (official)
     z_channels: int = 1024
-    # Pixel head: "conv" = official MaskGIT-VQGAN upsampler, "linear" = patch un-embedding.
+    # Pixel head: "conv" = official MaskGIT-VQGAN upsampler, "linear" = patch un-embedding, "light" = patch
+    # un-embedding plus a small upsampling conv path (pixel_hidden_channels wide at the grid, halving per doubling).
     pixel_head: str = "conv"
     pixel_hidden_channels: int = 128
     pixel_channel_mult: tuple[int, ...] = field(default=(1, 1, 2, 2, 4))
@@ -111,6 +116,12 @@ class MaskTokenizerConfig:
                 raise ValueError(f"{side}_width ({width}) must be divisible by {side}_heads ({heads})")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.encoder_stem not in ENCODER_STEMS:
+            raise ValueError(f"encoder_stem must be one of {ENCODER_STEMS}, got {self.encoder_stem!r}")
+        if self.encoder_stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(
+                f"the conv encoder stem needs a power-of-two patch_size >= 2, got {self.patch_size}"
+            )
         if self.pixel_head not in PIXEL_HEADS:
             raise ValueError(f"pixel_head must be one of {PIXEL_HEADS}, got {self.pixel_head!r}")
         if self.resize_mode not in RESIZE_MODES:
@@ -127,6 +138,14 @@ class MaskTokenizerConfig:
             )
         if self.pixel_head == "conv":
             self._validate_conv_head()
+        if self.pixel_head == "light":
+            upscale = self.internal_size // self.grid_size
+            if upscale & (upscale - 1):
+                raise ValueError(
+                    f"the light pixel head needs internal_size / grid = {upscale} to be a power of two"
+                )
+            if self.pixel_hidden_channels < 1:
+                raise ValueError(f"pixel_hidden_channels must be positive, got {self.pixel_hidden_channels}")
 
     def _validate_conv_head(self) -> None:
         mult = self.pixel_channel_mult

@@ -21,6 +21,7 @@ from himtok_mask_tokenizer.checkpoint import (
 from himtok_mask_tokenizer.config import MaskTokenizerConfig
 from himtok_mask_tokenizer.modeling.decoder import TokenDecoder
 from himtok_mask_tokenizer.modeling.encoder import MaskEncoder
+from himtok_mask_tokenizer.modeling.light_head import LightPixelHead
 from himtok_mask_tokenizer.modeling.linear_head import LinearPixelHead
 from himtok_mask_tokenizer.modeling.pixel_decoder import ConvPixelDecoder
 from himtok_mask_tokenizer.modeling.transformer import normal_parameter
@@ -74,6 +75,7 @@ class MaskTokenizer(nn.Module):
             num_latent_tokens=c.num_latent_tokens,
             token_dim=c.token_dim,
             layout=c.layout,
+            stem=c.encoder_stem,
         )
         self.quantize = VectorQuantizer(
             c.codebook_size,
@@ -103,6 +105,13 @@ class MaskTokenizer(nn.Module):
                 hidden_channels=c.pixel_hidden_channels,
                 channel_mult=c.pixel_channel_mult,
                 num_res_blocks=c.pixel_num_res_blocks,
+                out_channels=c.pixel_out_channels,
+            )
+        elif c.pixel_head == "light":
+            self.pixel_decoder = LightPixelHead(
+                z_channels=c.z_channels,
+                upscale=c.internal_size // c.grid_size,
+                hidden_channels=c.pixel_hidden_channels,
                 out_channels=c.pixel_out_channels,
             )
         else:
@@ -200,8 +209,13 @@ class MaskTokenizer(nn.Module):
         masks: object,
         prefix_lengths: Tensor | Sequence[int] | None = None,
         output_size: int | None = None,
+        quantize: bool = True,
     ) -> TokenizerOutput:
         """Encode, quantize (straight-through) and decode all T tokens plus the given prefix lengths.
+
+        ``quantize=False`` decodes the continuous latents instead (l2-normalised when the codebook is), for a
+        warm-up before quantising; the codes, their statistics and the quantizer loss are computed all the same,
+        so the codebook already follows the latents when quantization starts.
 
         ``prefix_lengths`` is [B, n] or [n] (broadcast to the batch) with values in 1..T. The B*(n+1)
         sequences run through the decoder in one batched pass; tokens beyond a sequence's length are zeroed
@@ -215,6 +229,8 @@ class MaskTokenizer(nn.Module):
             raise ValueError(f"output_size must be in 1..{targets.shape[-1]}, got {output_size}")
         latents = self.encode_latents(targets)
         quantized, indices, aux = self.quantize(latents)
+        if not quantize:
+            quantized = F.normalize(latents, dim=-1) if self.config.l2_norm else latents
         levels = lengths.shape[1]
         embedded = self.decoder.decoder_embed(quantized)
         embedded = embedded.unsqueeze(1).expand(-1, levels, -1, -1)

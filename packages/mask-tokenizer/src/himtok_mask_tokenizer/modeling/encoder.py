@@ -11,6 +11,8 @@ Two output layouts:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,6 +32,31 @@ def encoder_attention_mask(num_image_tokens: int, num_latent_tokens: int) -> Ten
     return (cols >= num_image_tokens) & (cols > rows)
 
 
+class ConvStem(nn.Module):
+    """Patch embedding by log2(patch) stride-2 3x3 convs (16, 32, ... channels, then `width`), GELU between.
+
+    A linear patch embedding sees each patch alone; the stem sees across patch borders and builds local shape
+    features (edges, corners, thin parts) before the transformer, which small models trained briefly lack.
+    """
+
+    def __init__(self, in_channels: int, width: int, patch_size: int, base_channels: int = 16) -> None:
+        super().__init__()
+        steps = int(round(math.log2(patch_size)))
+        if patch_size < 2 or 2**steps != patch_size:
+            raise ValueError(f"the conv stem downsamples by a power of two >= 2, got patch_size {patch_size}")
+        channels = [in_channels] + [min(width, base_channels << i) for i in range(steps - 1)] + [width]
+        self.layers = nn.ModuleList(
+            nn.Conv2d(channels[i], channels[i + 1], kernel_size=3, stride=2, padding=1) for i in range(steps)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, conv in enumerate(self.layers):
+            x = conv(x)
+            if i < len(self.layers) - 1:
+                x = F.gelu(x)
+        return x
+
+
 class MaskEncoder(nn.Module):
     def __init__(
         self,
@@ -44,6 +71,7 @@ class MaskEncoder(nn.Module):
         num_latent_tokens: int,
         token_dim: int,
         layout: str,
+        stem: str = "patch",
     ) -> None:
         super().__init__()
         self.layout = layout
@@ -59,7 +87,13 @@ class MaskEncoder(nn.Module):
         # Persistent, because the official state dict carries it.
         self.attn_mask: Tensor
         self.register_buffer("attn_mask", encoder_attention_mask(self.num_image_tokens, num_latent_tokens))
-        self.patch_embed = nn.Conv2d(in_channels, width, kernel_size=patch_size, stride=patch_size, bias=True)
+        self.patch_embed: nn.Module
+        if stem == "conv":
+            self.patch_embed = ConvStem(in_channels, width, patch_size)
+        else:
+            self.patch_embed = nn.Conv2d(
+                in_channels, width, kernel_size=patch_size, stride=patch_size, bias=True
+            )
         self.ln_pre = nn.LayerNorm(width)
         self.transformer = build_blocks(width, depth, heads, mlp_ratio)
         self.ln_post = nn.LayerNorm(width)
