@@ -41,7 +41,7 @@ class ConvStem(nn.Module):
 
     def __init__(self, in_channels: int, width: int, patch_size: int, base_channels: int = 16) -> None:
         super().__init__()
-        steps = int(round(math.log2(patch_size)))
+        steps = round(math.log2(patch_size))
         if patch_size < 2 or 2**steps != patch_size:
             raise ValueError(f"the conv stem downsamples by a power of two >= 2, got patch_size {patch_size}")
         channels = [in_channels] + [min(width, base_channels << i) for i in range(steps - 1)] + [width]

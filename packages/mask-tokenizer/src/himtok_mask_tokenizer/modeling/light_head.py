@@ -26,7 +26,7 @@ class LightPixelHead(nn.Module):
 
     def __init__(self, *, z_channels: int, upscale: int, hidden_channels: int, out_channels: int = 1) -> None:
         super().__init__()
-        steps = int(round(math.log2(upscale)))
+        steps = round(math.log2(upscale))
         if upscale < 1 or 2**steps != upscale:
             raise ValueError(f"the light pixel head upsamples by a power of two, got {upscale}")
         self.upscale = upscale
