@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
+from himtok_apps.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.codebook import code_report, restore_code_stats
-from himtok_apps.stage1.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
-from himtok_apps.stage1.schedule import WarmupCosine
+from himtok_apps.training.schedule import WarmupCosine
 from himtok_vq import CodebookStats
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -107,7 +107,7 @@ def test_time_budget_drives_the_decay() -> None:
 @given(seed=st.integers(0, 10_000), width=st.integers(1, 6))
 def test_inner_boundary_equals_a_square_max_filter(seed: int, width: int) -> None:
     import torch.nn.functional as F
-    from himtok_apps.stage1.metrics import inner_boundary
+    from himtok_apps.metrics import inner_boundary
 
     masks = random_masks(seed, n=2, size=24) > 0.3
     padded = F.pad((~masks).float()[:, None], (width,) * 4, value=1.0)

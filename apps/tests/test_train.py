@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from himtok_apps.stage1 import TrainConfig, TrainingStopped, main, train
-from himtok_apps.stage1.checkpoint import latest_checkpoint, load_checkpoint
 from himtok_apps.stage1.cli import config_from_args
 from himtok_apps.stage1.config import SAMPLE_DIR
 from himtok_apps.stage1.trainer import Trainer
+from himtok_apps.training.checkpoint import latest_checkpoint, load_checkpoint
 from himtok_mask_tokenizer import MaskTokenizer
 
 pytestmark = pytest.mark.filterwarnings(
@@ -144,8 +144,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 ) -> None:
     original = Trainer.compute_loss
 
-    def poisoned(self: Trainer, masks: torch.Tensor, levels: torch.Tensor):  # type: ignore[no-untyped-def]
-        loss, parts, out = original(self, masks, levels)
+    def poisoned(self: Trainer):  # type: ignore[no-untyped-def]
+        loss, parts, out = original(self)
         return (loss * float("nan") if self.step == 3 else loss), parts, out
 
     monkeypatch.setattr(Trainer, "compute_loss", poisoned)

@@ -68,7 +68,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A low-contrast texture: a base tone with noise, and stripes or a checkerboard half of the time."""
     base = rng.integers(60, 170, size=3)
     image = np.broadcast_to(base, (size, size, 3)).astype(np.float32)
-    image = image + rng.normal(0, 12, (size, size, 3))
+    image = image + rng.normal(0, 12, (size, size, 3)).astype(np.float32)
     pattern = rng.integers(0, 3)
     yy, xx = np.mgrid[0:size, 0:size]
     if pattern == 1:

@@ -1,9 +1,9 @@
 """Stage-1 tokenizer training: ``uv run apps/train_stage1`` (see ``cli.py``) or ``train(TrainConfig(...))``."""
 
+from himtok_apps.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.cli import build_parser, config_from_args, main
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
 from himtok_apps.stage1.evaluate import Evaluation, evaluate
-from himtok_apps.stage1.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.trainer import TrainingStopped, build_model, train, weights_digest
 
 __all__ = [

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from himtok_apps.training.loop import read_deepspeed_config
+
 APPS_DIR = Path(__file__).resolve().parents[3]
 SAMPLE_DIR = APPS_DIR / "data" / "coco-masks"
 DEFAULT_TRAIN_DATA = [f"coco:{SAMPLE_DIR / 'instances_train.json'}"]
@@ -20,17 +22,6 @@ EVAL_LENGTHS = (1, 2, 4, 8, 16, 32)
 RESUMABLE_OVERRIDES = frozenset(
     {"max_steps", "max_minutes", "device", "halt_after", "log_every", "eval_every", "ckpt_every", "resume"}
 )
-
-
-def read_deepspeed_config(path: str | Path) -> dict[str, Any]:
-    """The JSON object of a ``--deepspeed`` file, or ``ValueError`` with a one-line reason."""
-    try:
-        settings = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"--deepspeed {str(path)!r} is not a readable JSON file: {error}") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"--deepspeed {str(path)!r} must hold a JSON object")
-    return settings
 
 
 @dataclass

@@ -11,8 +11,8 @@ from himtok_mask_tokenizer import MaskTokenizer
 from himtok_vq import CodebookStats
 from torch import Tensor
 
+from himtok_apps.metrics import boundary_iou, iou
 from himtok_apps.stage1.codebook import code_report
-from himtok_apps.stage1.metrics import boundary_iou, iou
 
 
 @dataclass
