@@ -38,6 +38,7 @@ class LightPixelHead(nn.Module):
         )
         self.conv_out = nn.Conv2d(channels[-1], out_channels, kernel_size=3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
