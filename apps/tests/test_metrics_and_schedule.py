@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from himtok_apps.codebook import code_report, restore_code_stats
 from himtok_apps.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
-from himtok_apps.stage1.codebook import code_report, restore_code_stats
 from himtok_apps.training.schedule import WarmupCosine
 from himtok_vq import CodebookStats
 from hypothesis import given, settings

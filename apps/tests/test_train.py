@@ -117,8 +117,8 @@ def test_run_writes_checkpoint_metrics_and_report(tmp_path: Path) -> None:
     assert all(0 <= v["miou"] <= 1 and 0 <= v["boundary_iou"] <= 1 for v in per_length.values())
     assert report["validation"]["masks"] == 6
     references = report["validation"]["references"]
-    assert set(references) == {"bounding box", "128px ceiling"}
-    assert 0 < references["bounding box"] < references["128px ceiling"] <= 1
+    assert set(references) == {"bounding box", "64px ceiling"}
+    assert 0 < references["bounding box"] < references["64px ceiling"] <= 1
     assert {"usage", "perplexity"} <= set(report["training_codes"])
     for name in ("reconstructions.png", "iou_vs_tokens.png"):
         assert (run / "report" / name).stat().st_size > 1000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from himtok_apps.stage1.evaluate import Evaluation
 from himtok_apps.stage1.trainer import Trainer
+from himtok_apps.tokenizer_eval import Evaluation
 
 
 def evaluation(iou8: float, iou32: float) -> Evaluation:

@@ -1,4 +1,5 @@
-"""Mask quality metrics: per-sample IoU and boundary IoU of thresholded masks, and two training-free ceilings."""
+"""Mask quality metrics: per-sample IoU (and its pixel counts) and boundary IoU of thresholded masks, and two
+training-free ceilings."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ def _binary(masks: Tensor, name: str) -> Tensor:
     return masks > 0.5 if masks.dtype != torch.bool else masks
 
 
-def iou(pred: Tensor, target: Tensor) -> Tensor:
-    """Per-sample IoU [B] of ``pred > 0.5`` and ``target > 0.5``; 1 when both are empty (official convention)."""
+def intersection_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample pixel counts ``(|P & T|, |P | T|)`` [B] (int64) of ``pred > 0.5`` and ``target > 0.5``."""
     p, t = _binary(pred, "pred"), _binary(target, "target")
     if p.shape != t.shape:
         raise ValueError(f"pred {tuple(p.shape)} and target {tuple(t.shape)} differ in shape")
-    inter = (p & t).flatten(1).sum(1).float()
-    union = (p | t).flatten(1).sum(1).float()
+    return (p & t).flatten(1).sum(1), (p | t).flatten(1).sum(1)
+
+
+def iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample IoU [B] of ``pred > 0.5`` and ``target > 0.5``; 1 when both are empty (official convention)."""
+    inter, union = (x.float() for x in intersection_union(pred, target))
     return torch.where(union > 0, inter / union.clamp_min(1.0), torch.ones_like(union))
 
 

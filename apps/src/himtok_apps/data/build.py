@@ -7,6 +7,7 @@ from himtok_apps.data.errors import SkipCounter
 from himtok_apps.data.jsonl import JsonlSource
 from himtok_apps.data.labelmap import LabelMapSource
 from himtok_apps.data.pngdir import PngDirSource
+from himtok_apps.data.shapes_masks import ShapesMaskSource
 from himtok_apps.data.source import MaskSource
 from himtok_apps.data.spec import DataSpec
 
@@ -41,6 +42,14 @@ def build_source(spec: DataSpec, skips: SkipCounter | None = None) -> MaskSource
             context=context,
             limit=limit,
             skips=skips,
+            name=name,
+        )
+    elif spec.kind == "shapes":
+        source = ShapesMaskSource(
+            seed=int(spec.options.get("seed", 0)),  # type: ignore[call-overload]
+            size=int(spec.options.get("size", 112)),  # type: ignore[call-overload]
+            items=int(spec.options.get("items", 200_000)),  # type: ignore[call-overload]
+            context=context,
             name=name,
         )
     elif spec.kind == "jsonl":

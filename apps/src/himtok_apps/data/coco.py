@@ -32,7 +32,8 @@ def _image_size(record: dict[str, Any], images_dir: Path | None) -> tuple[int, i
         raise MaskReadError(f"image size of {path.name} unreadable: {error}") from None
 
 
-def _to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+def to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO ``segmentation`` (polygons, uncompressed or compressed RLE) as compressed RLE; MaskReadError if bad."""
     if isinstance(segmentation, list):
         polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= 6]
         if not polygons:
@@ -99,7 +100,7 @@ class CocoSource(MaskSource):
                 if image is None:
                     raise MaskReadError(f"unknown image_id {record['image_id']}")
                 height, width = _image_size(image, images_dir)
-                rle = _to_rle(record["segmentation"], height, width)
+                rle = to_rle(record["segmentation"], height, width)
                 area = float(mask_utils.area(rle))
             except (MaskReadError, KeyError, TypeError, ValueError, OverflowError) as error:
                 skips.add(self.name, f"annotation {ident}", str(error) or type(error).__name__)

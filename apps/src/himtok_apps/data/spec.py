@@ -1,4 +1,4 @@
-"""Parse ``--data`` specifications: ``KIND:PATH[,PATH2][?key=value&...][:weight]``.
+"""Parse ``--data`` specifications: ``KIND:PATH[,PATH2][?key=value&...][:weight]`` (``*weight`` works too).
 
 Examples::
 
@@ -16,16 +16,18 @@ work with a one-line ``ValueError``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("coco", "pngdir", "labelmap", "jsonl")
+KINDS = ("coco", "pngdir", "labelmap", "jsonl", "shapes")
 COMMON_OPTIONS = {"context": float, "min_area": float, "limit": int, "augment": int}
 KIND_OPTIONS: dict[str, dict[str, type]] = {
     "coco": {"crowd": int},
     "pngdir": {},
     "labelmap": {"ignore": int},
     "jsonl": {},
+    "shapes": {"seed": int, "size": int, "items": int},
 }
 # (required, optional) positional paths per kind; the optional one may be a file or folder.
 KIND_PATHS = {
@@ -33,6 +35,7 @@ KIND_PATHS = {
     "pngdir": ("DIR", None),
     "labelmap": ("DIR", "CLASSES_JSON"),
     "jsonl": ("FILE", "ROOT_DIR"),
+    "shapes": ("", None),  # generated: no path (``shapes:`` or ``shapes:?seed=3``)
 }
 
 
@@ -67,10 +70,12 @@ class DataSpec:
         return int(value) if value is not None else None  # type: ignore[call-overload]
 
 
-def _split_weight(body: str, text: str) -> tuple[str, float]:
-    head, sep, tail = body.rpartition(":")
-    if not sep:
+def split_weight(body: str, text: str) -> tuple[str, float]:
+    """Split a trailing ``:weight`` (or ``*weight``) off ``body``; no weight means 1.0."""
+    cut = max(body.rfind(":"), body.rfind("*"))
+    if cut < 0:
         return body, 1.0
+    head, tail = body[:cut], body[cut + 1 :]
     try:
         weight = float(tail)
     except ValueError:
@@ -81,8 +86,14 @@ def _split_weight(body: str, text: str) -> tuple[str, float]:
     return head, weight
 
 
-def _parse_options(kind: str, query: str, text: str) -> dict[str, object]:
-    allowed = {**COMMON_OPTIONS, **KIND_OPTIONS[kind]}
+def parse_options(
+    query: str,
+    allowed: Mapping[str, Callable[[str], object]],
+    kind: str,
+    text: str,
+    repeatable: Collection[str] = (),
+) -> dict[str, object]:
+    """``key=value&...`` into a dict, each value cast by ``allowed[key]``; repeatable keys collect lists."""
     options: dict[str, object] = {}
     for item in filter(None, query.split("&")):
         key, eq, raw = item.partition("=")
@@ -93,14 +104,19 @@ def _parse_options(kind: str, query: str, text: str) -> dict[str, object]:
         try:
             value = cast(raw)
         except ValueError:
-            raise ValueError(
-                f"--data {text!r}: option {key}={raw!r} is not a valid {cast.__name__}"
-            ) from None
-        if key == "ignore":
-            options.setdefault("ignore", [])
-            options["ignore"].append(value)  # type: ignore[attr-defined]
+            name = getattr(cast, "__name__", "value")
+            raise ValueError(f"--data {text!r}: option {key}={raw!r} is not a valid {name}") from None
+        if key in repeatable:
+            options.setdefault(key, [])
+            options[key].append(value)  # type: ignore[attr-defined]
         else:
             options[key] = value
+    return options
+
+
+def _parse_options(kind: str, query: str, text: str) -> dict[str, object]:
+    allowed = {**COMMON_OPTIONS, **KIND_OPTIONS[kind]}
+    options = parse_options(query, allowed, kind, text, repeatable=("ignore",))
     context = options.get("context")
     if context is not None and not (isinstance(context, float) and context >= 1.0):
         raise ValueError(f"--data {text!r}: context must be >= 1 (crop = box x context), got {context}")
@@ -118,11 +134,18 @@ def _parse_options(kind: str, query: str, text: str) -> dict[str, object]:
 def parse_data_spec(text: str, check_paths: bool = True) -> DataSpec:
     """Parse one ``KIND:PATH[,EXTRA][?options][:weight]`` string; raises ``ValueError`` naming the problem."""
     kind, sep, body = text.partition(":")
+    if kind == "shapes" and sep:
+        body, weight = split_weight(body, text) if body else (body, 1.0)
+        location, _, query = body.partition("?")
+        if location:
+            raise ValueError(f"--data {text!r}: shapes takes no path, only options (shapes:?seed=1&size=112)")
+        options = _parse_options(kind, query, text)
+        return DataSpec(kind=kind, path=Path(), weight=weight, options=options, text=text)
     if not sep or not body:
         raise ValueError(f"--data {text!r}: expected KIND:PATH[:weight] with KIND one of {', '.join(KINDS)}")
     if kind not in KINDS:
         raise ValueError(f"--data {text!r}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
-    body, weight = _split_weight(body, text)
+    body, weight = split_weight(body, text)
     location, _, query = body.partition("?")
     options = _parse_options(kind, query, text)
     parts = location.split(",")

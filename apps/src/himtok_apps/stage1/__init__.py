@@ -3,8 +3,8 @@
 from himtok_apps.metrics import boundary_iou, bounding_box_iou, iou, resolution_only_iou
 from himtok_apps.stage1.cli import build_parser, config_from_args, main
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
-from himtok_apps.stage1.evaluate import Evaluation, evaluate
 from himtok_apps.stage1.trainer import TrainingStopped, build_model, train, weights_digest
+from himtok_apps.tokenizer_eval import Evaluation, evaluate
 
 __all__ = [
     "EVAL_LENGTHS",

@@ -26,7 +26,7 @@ from himtok_apps.stage1.config import (
 DESCRIPTION = """\
 Train the HiMTok stage-1 mask tokenizer (mask -> 32 coarse-to-fine tokens -> mask).
 
-With no arguments: the tiny causal tokenizer on the shipped COCO mask sample
+With no arguments: the `cpu` preset (causal layout) on the shipped COCO mask sample
 (apps/data/coco-masks), validated on its held-out val split, about 15 minutes on 2 CPU cores.
 Writes runs/stage1-<timestamp>/ (or --out): checkpoint/ (MaskTokenizer.from_pretrained),
 metrics.jsonl, report/ (reconstruction grid, IoU-vs-tokens plot, summary.json), checkpoints/."""
@@ -39,6 +39,8 @@ Data sources (--data / --val-data, one or more), each KIND:PATH[,EXTRA][?OPTIONS
                                        (classes.json in DIR or its parent is used when present)
   jsonl:FILE[,ROOT_DIR]                official HiMTok JSONL, its 'mask' field (paths relative to ROOT_DIR,
                                        else to FILE's folder or its parent)
+  shapes:[?OPTIONS]                    procedural shapes (the stage-2 `shapes:` scenes), one mask per shape;
+                                       options seed=N, size=PX, items=N
 OPTIONS, joined with '&':
   context=F    object-centred crops: the mask's box scaled by F (>= 1), jittered in training
   min_area=F   keep masks covering at least this fraction of their frame
@@ -62,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add = parser.add_argument
-    add("--preset", choices=PRESETS, help="model size (default tiny)")
+    add(
+        "--preset",
+        choices=PRESETS,
+        help="model size (default cpu: 64 px, 8-px patches, conv stem, light pixel head)",
+    )
     add(
         "--layout", choices=LAYOUTS, help="token layout: causal (default) or official (checkpoint-compatible)"
     )
@@ -73,14 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps",
         type=int,
         metavar="N",
-        help="optimizer steps (default 10000; the 12-minute budget usually ends the run first)",
+        help="optimizer steps (default 1000000: the 15-minute budget ends the run first)",
     )
     add(
         "--max-minutes",
         type=float,
         metavar="M",
         help="wall-clock budget of the training loop; the LR "
-        "schedule follows whichever of steps or time runs out first (default 12; 0 = no limit)",
+        "schedule follows whichever of steps or time runs out first (default 15; 0 = no limit)",
     )
     add("--batch-size", type=int, metavar="N", help="masks per step per process (default 4)")
     add(
@@ -101,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", choices=("cpu", "cuda"), help="default cpu (bf16 autocast on cuda)")
     add("--deepspeed", metavar="CONFIG", help="DeepSpeed JSON config (needs the deepspeed extra)")
     group = parser.add_argument_group("optimisation and loss")
-    group.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    group.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
     group.add_argument(
         "--min-lr-ratio", type=float, help="final LR / peak LR of the cosine decay (default 0.05)"
     )
@@ -117,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--hml-levels", type=int, help="partial levels per sample besides the full one (default 3)"
+    )
+    group.add_argument(
+        "--level-offset",
+        type=float,
+        help="partial levels l are drawn with p(l) ~ 1/(l + offset); smaller favours coarse prefixes (default 2)",
     )
     group.add_argument("--bce-weight", type=float, help="HML BCE weight (default 1)")
     group.add_argument("--dice-weight", type=float, help="HML Dice weight (default 1)")

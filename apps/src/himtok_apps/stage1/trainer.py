@@ -23,12 +23,12 @@ from himtok_mask_tokenizer import MaskTokenizer, MaskTokenizerConfig
 from himtok_vq import CodebookStats
 from tqdm import tqdm
 
+from himtok_apps.codebook import code_report, restore_code_stats
 from himtok_apps.data import MaskMixture, build_source, parse_data_spec, render_validation
 from himtok_apps.metrics import bounding_box_iou, resolution_only_iou
-from himtok_apps.stage1.codebook import code_report, restore_code_stats
 from himtok_apps.stage1.config import EVAL_LENGTHS, TrainConfig
-from himtok_apps.stage1.evaluate import Evaluation, evaluate
 from himtok_apps.stage1.report import write_report
+from himtok_apps.tokenizer_eval import Evaluation, evaluate
 from himtok_apps.training import distributed as D
 from himtok_apps.training.checkpoint import swap_directory
 from himtok_apps.training.loop import (
@@ -165,7 +165,11 @@ class Trainer(TrainLoop):
             masks = F.interpolate(masks[:, None], size=(size, size), mode="area")[:, 0]
         generator = torch.Generator().manual_seed(step_seed(config.seed, self.step, info.rank, 2))
         levels = sample_levels(
-            config.hml_levels, self.model.config.num_latent_tokens, 8.0, generator, batch_size=masks.shape[0]
+            config.hml_levels,
+            self.model.config.num_latent_tokens,
+            config.level_offset,
+            generator,
+            batch_size=masks.shape[0],
         ).to(info.device)
         autocast = info.device.type == "cuda"
         with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=autocast):

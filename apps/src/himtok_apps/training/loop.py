@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,7 +208,7 @@ class TrainLoop:
             "elapsed_s": self.elapsed_s,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "buffers": {k: v.detach().cpu() for k, v in non_persistent_buffers(self.model).items()},
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.engine is None else {},
             "scheduler": self.scheduler.state_dict(),
             "ema": {k: v.cpu() for k, v in self.ema.items()} if self.ema is not None else {},
             "rng": {"torch": torch.get_rng_state()},
@@ -218,11 +219,12 @@ class TrainLoop:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"], strict=True)
+        if self.engine is None:  # DeepSpeed restores weights and optimizer from its own checkpoint
+            self.model.load_state_dict(state["model"], strict=True)
+            self.optimizer.load_state_dict(state["optimizer"])
         buffers = dict(self.model.named_buffers())
         for name, value in state["buffers"].items():
             buffers[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and state["ema"]:
             self.ema = {k: v.to(self.info.device) for k, v in state["ema"].items()}
@@ -235,6 +237,14 @@ class TrainLoop:
         self.elapsed_s = float(state["elapsed_s"])
         self.load_extra_state(state)
 
+    def gathered(self) -> AbstractContextManager[Any]:
+        """Under ZeRO-3, a context in which every rank holds the full weights (enter it on every rank)."""
+        if self.engine is None or self.engine.zero_optimization_stage() < 3:
+            return nullcontext()
+        import deepspeed  # type: ignore[import-not-found]
+
+        return deepspeed.zero.GatheredParameters(list(self.model.parameters()), modifier_rank=None)
+
     def save(self) -> Path | None:
         """Rank 0 writes the checkpoint and the exported weights; every rank waits for it."""
         path = None
@@ -242,12 +252,13 @@ class TrainLoop:
             self.engine.save_checkpoint(
                 str(self.out / "checkpoints" / "deepspeed"), tag=f"step-{self.step:07d}"
             )
-        if self.info.is_main:
-            path = save_checkpoint(
-                self.out / "checkpoints", self.step, self.state_dict(), self.config.keep_checkpoints
-            )
-            self.export_pretrained()
-        D.barrier(self.info)
+        with self.gathered():
+            if self.info.is_main:
+                path = save_checkpoint(
+                    self.out / "checkpoints", self.step, self.state_dict(), self.config.keep_checkpoints
+                )
+                self.export_pretrained()
+            D.barrier(self.info)
         return path
 
     def restore(self) -> bool:
@@ -353,8 +364,11 @@ class TrainLoop:
                 }
                 self.window_statistics(record, window_steps)
                 bar.set_postfix(loss=f"{means['loss']:.3f}", per_s=f"{rate:.0f}")
-                if self.step % config.eval_every == 0 and info.is_main:
-                    self.periodic_evaluation(record, bar)
+                if self.step % config.eval_every == 0:
+                    with self.gathered():
+                        if info.is_main:
+                            self.periodic_evaluation(record, bar)
+                        D.barrier(info)
                 self.log_line(record)
                 window, window_start, window_steps = [], time.perf_counter(), 0
                 window_cpu = time.process_time()
@@ -414,7 +428,8 @@ def run_training(
 
 def check_same_weights(loop: TrainLoop) -> str:
     """The weights' sha256; under torch.distributed, raise `TrainingStopped` unless every rank agrees."""
-    digest = weights_digest(loop.model)
+    with loop.gathered():
+        digest = weights_digest(loop.model)
     if loop.info.enabled:
         ranks = loop.out / "ranks"
         ranks.mkdir(exist_ok=True)

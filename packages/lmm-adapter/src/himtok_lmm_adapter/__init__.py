@@ -34,6 +34,7 @@ from himtok_lmm_adapter.settings import HiMTokSettings
 from himtok_lmm_adapter.soft import OFFICIAL_TEMPERATURE, mask_token_probs
 from himtok_lmm_adapter.spans import MaskSpan, find_mask_spans
 from himtok_lmm_adapter.targets import IGNORE_INDEX, MaskTokenTargets, ReplacedTokens
+from himtok_lmm_adapter.tiny import tiny_himtok_model
 from himtok_lmm_adapter.vocab import MaskVocab, add_mask_vocabulary
 
 __version__ = "0.1.0"
@@ -73,6 +74,7 @@ __all__ = [
     "register_adapter",
     "soft_mask_loss",
     "supervised_spans",
+    "tiny_himtok_model",
     "tiny_internvl",
     "tiny_internvl_processor",
 ]

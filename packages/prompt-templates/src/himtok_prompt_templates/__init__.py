@@ -7,6 +7,7 @@ from himtok_prompt_templates.chat import (
     chat_template_jinja,
     expand_image_placeholder,
     format_chat,
+    format_conversation,
     get_chat_format,
     with_image_placeholder,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "expand_image_placeholder",
     "format_box",
     "format_chat",
+    "format_conversation",
     "format_grid_box",
     "format_grid_point",
     "format_mask_tokens",

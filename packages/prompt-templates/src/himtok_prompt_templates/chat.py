@@ -8,6 +8,7 @@ where the system message can be replaced by a first message with role `system`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 INTERNVL2_5_SYSTEM_MESSAGE = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
@@ -72,6 +73,41 @@ def format_chat(
     if answer is not None:
         text += answer + fmt.separator
     return text
+
+
+def format_conversation(
+    turns: Sequence[Mapping[str, str]],
+    *,
+    chat_format: str = "internvl2_5",
+    system_message: str | None = None,
+) -> tuple[str, list[tuple[int, int]]]:
+    """A whole training conversation as text, and the character ranges a trainer supervises.
+
+    `turns` alternate `{"from": "human"|"gpt", "value": ...}` (the official data layout), human first. Each gpt
+    value and the end-of-turn separator after it are supervised (the standard InternVL preprocessing); the
+    ranges are `(start, end)` character offsets into the text, to be matched with a fast tokenizer's offsets.
+    """
+    fmt = get_chat_format(chat_format)
+    if not turns:
+        raise ValueError("a conversation needs at least one turn")
+    system = fmt.system_message if system_message is None else system_message
+    text = fmt.system_prefix + system + fmt.separator
+    supervised: list[tuple[int, int]] = []
+    for index, turn in enumerate(turns):
+        role, value = turn.get("from"), turn.get("value")
+        expected = "human" if index % 2 == 0 else "gpt"
+        if role != expected:
+            raise ValueError(f"turn {index} is from {role!r}; turns must alternate human, gpt, human, ...")
+        if not isinstance(value, str):
+            raise ValueError(f"turn {index} has no text value")
+        if role == "human":
+            text += fmt.user_prefix + value + fmt.separator
+        else:
+            text += fmt.assistant_prefix
+            start = len(text)
+            text += value + fmt.separator
+            supervised.append((start, len(text)))
+    return text, supervised
 
 
 def expand_image_placeholder(prompt: str, tokens_per_image: int) -> str:

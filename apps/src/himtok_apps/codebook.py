@@ -1,4 +1,5 @@
-"""The trainer's view of ``himtok_vq.CodebookStats``: the code-usage figures logged in ``metrics.jsonl``."""
+"""Code-usage figures of ``himtok_vq.CodebookStats``: what the trainers log in ``metrics.jsonl`` and the
+tokenizer evaluations (stage-1 validation, ``apps/eval --tokenizer``) report."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Validation: reconstruct held-out masks from 1, 2, 4, ... 32 tokens and score them."""
+"""A mask tokenizer's reconstruction quality: encode masks once, decode every prefix length, score each.
+
+Shared by stage-1 validation (1, 2, 4, ... 32 tokens) and ``apps/eval --tokenizer`` (every length 1..32).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,13 @@ from himtok_mask_tokenizer import MaskTokenizer
 from himtok_vq import CodebookStats
 from torch import Tensor
 
-from himtok_apps.metrics import boundary_iou, iou
-from himtok_apps.stage1.codebook import code_report
+from himtok_apps.codebook import code_report
+from himtok_apps.metrics import boundary_iou, intersection_union
 
 
 @dataclass
 class Evaluation:
-    per_length: dict[int, dict[str, float]]  # L -> {"miou", "boundary_iou"}
+    per_length: dict[int, dict[str, float]]  # L -> {"miou", "ciou", "boundary_iou"}
     ious: dict[int, np.ndarray]  # L -> per-sample IoU [N]
     codes: dict[str, object]  # usage / perplexity / entropy of the validation codes
     examples: dict[int, np.ndarray]  # L -> reconstructions of the first few masks [k, S, S]
@@ -38,12 +41,17 @@ def evaluate(
     keep_examples: int = 0,
     autocast: bool = False,
 ) -> Evaluation:
-    """Encode ``masks`` [N, S, S] once, decode every prefix length, and average IoU / boundary IoU."""
+    """Encode ``masks`` [N, S, S] once, decode every prefix length, and score the thresholded reconstructions.
+
+    Per length: mIoU (mean per-mask IoU, 1 for an empty mask rebuilt empty), cIoU (all intersections over all
+    unions) and boundary IoU.
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     codes = CodebookStats(model.config.codebook_size, model.config.num_latent_tokens, device=device)
-    ious: dict[int, list[Tensor]] = {n: [] for n in lengths}
+    inters: dict[int, list[Tensor]] = {n: [] for n in lengths}
+    unions: dict[int, list[Tensor]] = {n: [] for n in lengths}
     bious: dict[int, list[Tensor]] = {n: [] for n in lengths}
     examples: dict[int, list[Tensor]] = {n: [] for n in lengths}
     try:
@@ -54,17 +62,26 @@ def evaluate(
                 codes.update(tokens)
                 for n in lengths:
                     probs = model.decode(tokens[:, :n]).float()
-                    ious[n].append(iou(probs, target).cpu())
+                    inter, union = intersection_union(probs, target)
+                    inters[n].append(inter.cpu())
+                    unions[n].append(union.cpu())
                     bious[n].append(boundary_iou(probs, target).cpu())
                     if start == 0 and keep_examples:
                         examples[n].append(probs[:keep_examples].cpu())
     finally:
         model.train(was_training)
-    per_sample = {n: torch.cat(ious[n]).numpy() for n in lengths}
-    per_length = {
-        n: {"miou": float(per_sample[n].mean()), "boundary_iou": float(torch.cat(bious[n]).mean())}
-        for n in lengths
-    }
+    per_sample: dict[int, np.ndarray] = {}
+    per_length: dict[int, dict[str, float]] = {}
+    for n in lengths:
+        inter, union = torch.cat(inters[n]).double(), torch.cat(unions[n]).double()
+        ious = torch.where(union > 0, inter / union.clamp_min(1.0), torch.ones_like(union))
+        per_sample[n] = ious.float().numpy()
+        total = float(union.sum())
+        per_length[n] = {
+            "miou": float(ious.mean()),
+            "ciou": float(inter.sum()) / total if total > 0 else 1.0,
+            "boundary_iou": float(torch.cat(bious[n]).mean()),
+        }
     kept = {n: torch.cat(examples[n]).numpy() for n in lengths if examples[n]}
     return Evaluation(
         per_length=per_length, ious=per_sample, codes=code_report(codes, sync=False), examples=kept
