@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from himtok_apps.stage1.config import TrainConfig
+from himtok_apps.stage1.config import LEGACY_DEFAULTS, TrainConfig
 from himtok_apps.stage1.trainer import model_config, training_config
 from himtok_hml_loss import HierarchicalMaskLoss
 from himtok_mask_tokenizer import MaskTokenizer
@@ -54,9 +54,11 @@ def describe(config: dict[str, Any]) -> str:
         "dice_weight",
         "bce_weight",
         "hml_schedule",
+        "level_offset",
     ):
-        if key in config and config[key] != getattr(defaults, key):
-            extra.append(f"{key}={config[key]}")
+        value = config.get(key, LEGACY_DEFAULTS.get(key))
+        if value is not None and value != getattr(defaults, key):
+            extra.append(f"{key}={value}")
     return "; ".join(part for part in (f"{config['preset']} {overrides}".strip(), ", ".join(extra)) if part)
 
 
