@@ -412,11 +412,12 @@ def test_without_the_demo_model_it_says_so(monkeypatch: pytest.MonkeyPatch, tmp_
     assert err.count("\n") == 1 and "demo model is not shipped yet" in err and "--model DIR" in err
 
 
-def test_demo_requests_are_valid() -> None:
-    from himtok_apps.infer.config import DEMO_REQUESTS
+@pytest.mark.parametrize("name", ["DEMO_REQUESTS", "DEMO_MODEL_REQUESTS"])
+def test_demo_requests_are_valid(name: str) -> None:
+    from himtok_apps.infer import config
     from himtok_apps.infer.requests import requests_from_jsonl
 
-    requests = requests_from_jsonl(DEMO_REQUESTS)
+    requests = requests_from_jsonl(getattr(config, name))
     assert requests and all(r.error is None and Path(r.image or "").is_file() for r in requests)
 
 

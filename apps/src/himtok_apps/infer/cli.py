@@ -9,6 +9,7 @@ from pathlib import Path
 from himtok_apps.cli_common import OneLineParser, fail
 from himtok_apps.infer.config import (
     DEFAULT_MODEL,
+    DEMO_MODEL_REQUESTS,
     DEMO_REQUESTS,
     DTYPES,
     InferConfig,
@@ -34,7 +35,7 @@ DESCRIPTION = """\
 Segment images with a HiMTokModel: masks as PNGs (binary, overlay, optional soft maps) and one results.jsonl
 line per request (answer, masks as COCO RLE, boxes in pixels, mask codes, timings, error).
 
-With no arguments: the bundled demo images (apps/data/demo-images) with the shipped demo model
+With no arguments: held-out shapes scenes (apps/data/demo-shapes) with the shipped demo model
 (apps/data/demo-model), written to runs/infer-<timestamp>/."""
 
 EPILOG = """\
@@ -187,7 +188,7 @@ def requests_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace
     if args.image is None:
         if args.prompt is not None or args.task is not None or task_flags:
             parser.error("--prompt and --task need --image PATH... (or use --input FILE.jsonl)")
-        return requests_from_jsonl(DEMO_REQUESTS)
+        return requests_from_jsonl(DEMO_REQUESTS if args.model is not None else DEMO_MODEL_REQUESTS)
     if (args.prompt is None) == (args.task is None):
         parser.error("--image needs either --prompt TEXT or --task T (with its argument)")
     if args.prompt is not None:

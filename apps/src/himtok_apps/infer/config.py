@@ -13,7 +13,9 @@ from himtok_apps.infer.requests import Request
 
 APPS_DIR = Path(__file__).resolve().parents[3]
 DEFAULT_MODEL = APPS_DIR / "data" / "demo-model"
-DEMO_REQUESTS = APPS_DIR / "data" / "demo-images" / "requests.jsonl"
+DEMO_REQUESTS = APPS_DIR / "data" / "demo-images" / "requests.jsonl"  # real photos, for real models
+# The demo model is trained on procedural shapes: its default requests are held-out shapes scenes.
+DEMO_MODEL_REQUESTS = APPS_DIR / "data" / "demo-shapes" / "requests.jsonl"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 

@@ -1,3 +1,51 @@
-"""Optional SAM refinement of HiMTok masks (transformers' SAM)."""
+"""Optional SAM refinement of HiMTok masks: transformers' SAM, or the released HiMTok refiner (`sam.pth`)."""
 
-__version__ = "0.0.0"
+from .box_points import BoxPointsSettings, mask_box, negative_points, positive_points
+from .official_model import (
+    AveragingMaskDecoder,
+    OfficialMaskEmbedding,
+    OfficialPromptEncoder,
+    OfficialSamModel,
+    ScaledQueryRelPosAttention,
+)
+from .official_prompts import official_mask_logits, official_point_prompts, stretch_image
+from .official_weights import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    load_official_model,
+    load_official_state_dict,
+    official_config,
+    official_state_dict,
+)
+from .refiner import PROMPT_MODES, PromptMode, SamRefiner
+from .result import MaskDetails, MaskPrompt, RefineResult
+from .tiny import tiny_sam, tiny_sam_config
+
+__all__ = [
+    "PIXEL_MEAN",
+    "PIXEL_STD",
+    "PROMPT_MODES",
+    "AveragingMaskDecoder",
+    "BoxPointsSettings",
+    "MaskDetails",
+    "MaskPrompt",
+    "OfficialMaskEmbedding",
+    "OfficialPromptEncoder",
+    "OfficialSamModel",
+    "PromptMode",
+    "RefineResult",
+    "SamRefiner",
+    "ScaledQueryRelPosAttention",
+    "load_official_model",
+    "load_official_state_dict",
+    "mask_box",
+    "negative_points",
+    "official_config",
+    "official_mask_logits",
+    "official_point_prompts",
+    "official_state_dict",
+    "positive_points",
+    "stretch_image",
+    "tiny_sam",
+    "tiny_sam_config",
+]
