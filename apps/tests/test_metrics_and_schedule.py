@@ -136,3 +136,19 @@ def test_resolution_only_iou_keeps_blobs_loses_thin_lines_and_is_exact_at_full_s
     coarse = resolution_only_iou(masks, 8)
     assert float(coarse[0]) > 0.95 and float(coarse[1]) < 0.5
     assert resolution_only_iou(masks, 64).tolist() == [1.0, 1.0]
+
+
+def test_parameter_groups_scale_the_learning_rate_by_prefix() -> None:
+    from himtok_apps.training.loop import parameter_groups
+    from himtok_apps.training.schedule import WarmupCosine
+
+    model = torch.nn.ModuleDict({"body": torch.nn.Linear(3, 3), "head": torch.nn.Linear(3, 1)})
+    groups = parameter_groups(model, 0.1, {"head.": 0.25})
+    optimizer = torch.optim.AdamW(groups, lr=1.0)
+    WarmupCosine(optimizer, peak_lr=2.0, max_steps=10).apply(0)
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert by_param[id(model["body"].weight)]["lr"] == 2.0
+    assert by_param[id(model["head"].weight)]["lr"] == 0.5
+    assert by_param[id(model["head"].bias)]["weight_decay"] == 0.0
+    assert by_param[id(model["head"].weight)]["weight_decay"] == 0.1
+    assert sum(len(g["params"]) for g in groups) == 4

@@ -62,3 +62,21 @@ def test_jinja_template_renders_like_format_chat(
         messages.append({"role": "assistant", "content": answer})
     rendered = template.render(messages=messages, add_generation_prompt=answer is None)
     assert rendered == format_chat(question, answer, system_message=system)
+
+
+def test_format_conversation_supervises_exactly_the_answers() -> None:
+    from himtok_prompt_templates import format_chat, format_conversation
+
+    turns = [
+        {"from": "human", "value": "<image>\nSegment <ref>the dog</ref>."},
+        {"from": "gpt", "value": "Sure."},
+        {"from": "human", "value": "And the cat?"},
+        {"from": "gpt", "value": "No cat."},
+    ]
+    text, ranges = format_conversation(turns, system_message="S")
+    assert [text[a:b] for a, b in ranges] == ["Sure.<|im_end|>\n", "No cat.<|im_end|>\n"]
+    assert text.startswith(format_chat(turns[0]["value"], "Sure.", system_message="S"))
+    with pytest.raises(ValueError, match="alternate"):
+        format_conversation([turns[1]])
+    with pytest.raises(ValueError, match="at least one turn"):
+        format_conversation([])

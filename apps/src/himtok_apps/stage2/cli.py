@@ -82,6 +82,9 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
         metavar="PART",
         help=f"parts that train, from {', '.join(PARTS)} (stage 2: all; stage 3: all but decoder)",
     )
+    group.add_argument(
+        "--decoder-lr-scale", type=float, help="the mask decoder's LR as a fraction of --lr (default 0.1)"
+    )
     group.add_argument("--lora", type=int, metavar="R", help="LoRA rank on the language model (needs peft)")
     group.add_argument("--lora-alpha", type=int, help="LoRA alpha (default 32)")
     group.add_argument(

@@ -141,9 +141,10 @@ def _mean(values: list[float]) -> float | None:
 
 
 @torch.no_grad()
-def tokenizer_ceiling(model: HiMTokModel, samples: Sequence[Any]) -> dict[str, Any]:
-    """mIoU / cIoU of the mask tokenizer's own reconstruction of each present ground-truth mask."""
-    tokenizer = model.mask_tokenizer.eval()
+def tokenizer_ceiling(tokenizer: Any, samples: Sequence[Any]) -> dict[str, Any]:
+    """mIoU / cIoU of a mask tokenizer's own reconstruction (32 codes, hard) of each present ground-truth mask."""
+    tokenizer = tokenizer.eval()
+    device = next(tokenizer.parameters()).device
     ious: list[float] = []
     inter = union = 0
     for sample in samples:
@@ -151,7 +152,7 @@ def tokenizer_ceiling(model: HiMTokModel, samples: Sequence[Any]) -> dict[str, A
         if not target.any():
             continue
         mask = torch.from_numpy(target.astype(np.float32))[None].to(
-            model.device, next(tokenizer.parameters()).dtype
+            device, next(tokenizer.parameters()).dtype
         )
         codes = tokenizer.encode(mask)
         recon = (tokenizer.decode(codes, size=target.shape).float().cpu() > 0.5)[0].numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -54,7 +55,10 @@ class Stage2Trainer(TrainLoop):
         ).to(info.device)
         trainable, total = count_parameters(network)
         self.parameter_counts = {"trainable": trainable, "total": total}
-        self.setup_optimization(network, betas=(0.9, 0.999))
+        self.initial_tokenizer = copy.deepcopy(model.mask_tokenizer).eval()  # the ceiling the run starts from
+        self.setup_optimization(
+            network, betas=(0.9, 0.999), lr_scales={"mask_tokenizer.": config.decoder_lr_scale}
+        )
 
     # ------------------------------------------------------------------ data
     def encoded(self, n: int) -> Any:
@@ -144,7 +148,8 @@ def finish(trainer: Stage2Trainer) -> dict[str, Any] | None:
         "parameters": trainer.parameter_counts,
         "validation": final.summary,
         "blind_baseline": blind.summary,
-        "tokenizer_ceiling": tokenizer_ceiling(model, samples),
+        "tokenizer_ceiling": tokenizer_ceiling(trainer.initial_tokenizer, samples),
+        "trained_decoder_ceiling": tokenizer_ceiling(model.mask_tokenizer, samples),
         "skipped": trainer.skips.summary(),
         "warnings": trainer.warnings,
         "weights_sha256": digest,

@@ -109,14 +109,22 @@ def deepspeed_settings(config: LoopConfig, info: D.DistInfo) -> dict[str, Any]:
     return settings
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Trainable parameters: matrices decay, vectors and embeddings do not."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def parameter_groups(
+    model: nn.Module, weight_decay: float, lr_scales: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """Trainable parameters: matrices decay, vectors and embeddings do not. ``lr_scales`` maps a parameter-name
+    prefix to a factor on the learning rate of the parameters under it (read by the schedule as ``lr_scale``)."""
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if param.ndim >= 2 and "embedding" not in name else no_decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if not param.requires_grad:
+            continue
+        scale = next((f for prefix, f in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+        decays = param.ndim >= 2 and "embedding" not in name
+        groups.setdefault((scale, decays), []).append(param)
+    return [
+        {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr_scale": scale}
+        for (scale, decays), params in sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))
+    ]
 
 
 class TrainLoop:
@@ -137,12 +145,17 @@ class TrainLoop:
         self.engine: Any = None
 
     # ------------------------------------------------------------------ setup
-    def setup_optimization(self, model: nn.Module, betas: tuple[float, float] = (0.9, 0.99)) -> None:
+    def setup_optimization(
+        self,
+        model: nn.Module,
+        betas: tuple[float, float] = (0.9, 0.99),
+        lr_scales: dict[str, float] | None = None,
+    ) -> None:
         """AdamW over the trainable parameters, the warm-up/cosine schedule, EMA, and DDP or DeepSpeed."""
         config = self.config
         self.model = model
         self.optimizer: Any = torch.optim.AdamW(
-            parameter_groups(model, config.weight_decay), lr=config.lr, betas=betas
+            parameter_groups(model, config.weight_decay, lr_scales), lr=config.lr, betas=betas
         )
         budget = config.max_minutes * 60 if config.max_minutes else None
         self.scheduler = WarmupCosine(

@@ -46,7 +46,7 @@ class WarmupCosine:
         """Set the optimizer's learning rate for ``step`` and return it."""
         self.last_lr = self.peak_lr * self.factor(step, elapsed_s)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.last_lr
+            group["lr"] = self.last_lr * group.get("lr_scale", 1.0)
         return self.last_lr
 
     def state_dict(self) -> dict[str, Any]:
