@@ -47,6 +47,7 @@ Tasks (--task T and its argument; the canonical phrasing of himtok-prompt-templa
   mask2text --mask PNG --classes a,b,c       which option describes the mask
 --input FILE.jsonl: one request per line, {"id", "image", "prompt"} or {"id", "image", "task", "ref" |
   "question" | "classes" | "box" | "point" | "points" | "mask"}; paths relative to the file's folder.
+  An optional "gt" (a mask PNG at the image's size) scores the answer: IoU with and without --refine.
 Bad requests (unreadable image, empty prompt, no mask in the answer, answer cut off by --max-new-tokens)
 get an "error" in their line; the run goes on. Rerunning with the same --out skips requests already done.
 Data parallel: torchrun --nproc-per-node N apps/infer --input FILE.jsonl --out DIR."""

@@ -19,6 +19,7 @@ from himtok_lmm_adapter.decode import Mode
 from himtok_lmm_adapter.segmentation import build_segmentations
 from PIL import Image
 
+from himtok_apps.infer.ground_truth import answer_mask, read_ground_truth, score
 from himtok_apps.infer.prompts import MAY_ANSWER_NO, TEXT_ANSWER, build_question
 from himtok_apps.infer.refine import Refiner, refine_segmentation
 from himtok_apps.infer.requests import Request
@@ -45,6 +46,7 @@ class Prepared:
     image: Image.Image
     question: str
     times: StageTimes = field(default_factory=StageTimes)
+    gt: np.ndarray | None = None  # bool [H, W]: the request's ground truth
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Outcome:
     lengths: list[torch.Tensor] | None = None  # the first mask, binary at image size, from 1..L tokens
     exists: bool | None = None  # gres / openvocab: the yes/no the answer opens with
     refined: list[dict[str, Any]] | None = None  # per mask, what the refiner said (with --refine)
+    ground_truth: dict[str, Any] | None = None  # the answer scored against the request's gt
     error: str | None = None
     times: StageTimes = field(default_factory=StageTimes)
     batch_size: int = 1
@@ -116,11 +119,12 @@ class Engine:
             assert request.image is not None
             image = load_image(request.image)
             question = build_question(request, image.width, image.height, self.encode_mask)
+            gt = read_ground_truth(request.gt, (image.height, image.width)) if request.gt else None
         except ValueError as err:
             times.add("load", self.clock() - start)
             return Outcome(request, error=str(err), times=times)
         times.add("load", self.clock() - start)
-        return Prepared(request, image, question, times)
+        return Prepared(request, image, question, times, gt)
 
     def judge(self, request: Request, segmentation: Segmentation) -> tuple[str | None, bool | None]:
         """(error, exists): a "No" to an existence question and a text answer to mask2text are answers."""
@@ -192,9 +196,16 @@ class Engine:
             times.merge(item.times)
             times.merge(batch, share)
             refined = None
+            size = (item.image.height, item.image.width)
+            unrefined = answer_mask(segmentation, size) if item.gt is not None else None
             if self.refiner is not None and segmentation.masks:
                 with times.measure("refine", clock):
                     refined = refine_segmentation(self.refiner, item.image, segmentation, options.threshold)
+            ground_truth = None
+            if item.gt is not None and unrefined is not None:
+                ground_truth = {"unrefined": score(unrefined, item.gt)}
+                if self.refiner is not None:  # an answer without a mask has nothing to refine: the same score
+                    ground_truth["refined"] = score(answer_mask(segmentation, size), item.gt)
             error, exists = self.judge(item.request, segmentation)
             outcomes.append(
                 Outcome(
@@ -205,6 +216,7 @@ class Engine:
                     lengths=strip,
                     exists=exists,
                     refined=refined,
+                    ground_truth=ground_truth,
                     error=error,
                     times=times,
                     batch_size=len(items),

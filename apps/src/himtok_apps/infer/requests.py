@@ -16,7 +16,20 @@ from typing import Any
 TASK_NAMES = ("res", "gres", "reason", "rec", "openvocab", "box2mask", "point2mask", "mask2text")
 
 # JSONL fields besides the task arguments; "question" is another name for "ref" (reasoning questions).
-_FIELDS = {"id", "image", "prompt", "task", "ref", "question", "classes", "box", "point", "points", "mask"}
+_FIELDS = {
+    "id",
+    "image",
+    "prompt",
+    "task",
+    "ref",
+    "question",
+    "classes",
+    "box",
+    "point",
+    "points",
+    "mask",
+    "gt",
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +38,8 @@ class Request:
 
     `index` is the position in the input (the order of `results.jsonl`). `classes` are openvocab's classes
     before expansion and mask2text's options; an expanded openvocab request has its class in `ref`. Boxes and
-    points are in pixels of the image. `error` marks a request that will not run.
+    points are in pixels of the image. `gt` is a ground-truth mask PNG at the image's size, to score the answer
+    against (the union of its masks; with and without refinement). `error` marks a request that will not run.
     """
 
     id: str
@@ -38,6 +52,7 @@ class Request:
     box: tuple[float, float, float, float] | None = None
     points: tuple[tuple[float, float], ...] | None = None
     mask: str | None = None
+    gt: str | None = None
     error: str | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -49,6 +64,7 @@ class Request:
             "box": list(self.box) if self.box is not None else None,
             "points": [list(p) for p in self.points] if self.points is not None else None,
             "mask": self.mask,
+            "gt": self.gt,
         }
         return {k: v for k, v in fields.items() if v is not None}
 
@@ -158,6 +174,10 @@ def task_argument_problem(request: Request) -> str | None:
     )
     if unused:
         return f"task {task} does not use {', '.join(unused)}"
+    if request.gt is not None and task == "mask2text":
+        return "task mask2text answers with text: there is no mask to compare with gt"
+    if request.gt is not None and task == "openvocab" and request.ref is None:
+        return "openvocab asks one question per class: give gt on one gres request per class instead"
     required = ("ref",) if task == "openvocab" and request.ref is not None else TASK_REQUIRES[task]
     missing = [f for f in required if not getattr(request, f)]
     if missing:
@@ -262,9 +282,11 @@ def request_from_json(line: str, line_number: int, base: Path) -> Request:
         ref = data.get("ref", data.get("question"))
         if ref is not None and not isinstance(ref, str):
             raise ValueError("ref must be a string")
-        mask = data.get("mask")
+        mask, gt = data.get("mask"), data.get("gt")
         if mask is not None and not isinstance(mask, str):
             raise ValueError("mask must be the path of a PNG")
+        if gt is not None and (not isinstance(gt, str) or not gt):
+            raise ValueError("gt must be the path of a ground-truth mask PNG")
         point_value = data.get("points", data.get("point"))
         request = Request(
             id=ident,
@@ -277,6 +299,7 @@ def request_from_json(line: str, line_number: int, base: Path) -> Request:
             box=parse_box(data["box"]) if data.get("box") is not None else None,
             points=parse_points(point_value) if point_value is not None else None,
             mask=_resolve(mask, base) if mask is not None else None,
+            gt=_resolve(gt, base) if gt is not None else None,
         )
     except ValueError as err:
         return replace(base_request, error=f"line {line_number}: {err}")

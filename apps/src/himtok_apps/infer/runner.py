@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from himtok_apps.infer.config import InferConfig, resolve_device, resolve_dtype
 from himtok_apps.infer.engine import Engine, Outcome, Prepared
+from himtok_apps.infer.ground_truth import summarize
 from himtok_apps.infer.pipeline import WritePipeline
 from himtok_apps.infer.refine import load_refiner
 from himtok_apps.infer.requests import Request
@@ -53,6 +54,7 @@ class RunSummary:
     seconds: float  # wall clock of rank 0's loop
     stages: StageTimes  # work per stage, summed over the requests run in this invocation
     write_wait: float = 0.0  # of `seconds`, how long rank 0's loop waited for the writing thread
+    ground_truth: dict[str, Any] | None = None  # mIoU / cIoU of every results line with a gt, all runs
 
     @property
     def requests_per_second(self) -> float:
@@ -69,6 +71,7 @@ class RunSummary:
             "stage_seconds": self.stages.as_dict(4),
             "stage_shares": {k: round(v, 4) for k, v in self.stages.shares().items()},
             "write_wait_seconds": round(self.write_wait, 4),
+            **({"ground_truth": self.ground_truth} if self.ground_truth is not None else {}),
         }
 
 
@@ -225,7 +228,9 @@ def process_batch(engine: Engine, chunk: Sequence[Request]) -> list[Outcome]:
 def _summarise(summary: RunSummary, out: Path, ran_ids: set[str]) -> RunSummary:
     stages = StageTimes()
     ran = errors = 0
-    for ident, record in latest_records(out).items():
+    records = latest_records(out)
+    summary.ground_truth = summarize(records.values())
+    for ident, record in records.items():
         if ident not in ran_ids:
             continue
         ran += 1

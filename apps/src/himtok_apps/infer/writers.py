@@ -185,6 +185,8 @@ class OutputWriter:
                 _save(lengths_strip(outcome.image, outcome.lengths, PALETTE[0]), folder / "lengths.png")
                 lengths["file"] = f"{folder.name}/lengths.png"
             record["lengths"] = lengths
+        if outcome.ground_truth is not None:
+            record["ground_truth"] = outcome.ground_truth
         record["error"] = outcome.error
         if segmentation.problems:
             record["problems"] = segmentation.problems

@@ -20,6 +20,7 @@ from .official_weights import (
 from .refiner import PROMPT_MODES, PromptMode, SamRefiner
 from .result import MaskDetails, MaskPrompt, RefineResult
 from .tiny import tiny_sam, tiny_sam_config
+from .training import MaskLogits, PromptGroup, TrainingInputs
 
 __all__ = [
     "PIXEL_MEAN",
@@ -28,14 +29,17 @@ __all__ = [
     "AveragingMaskDecoder",
     "BoxPointsSettings",
     "MaskDetails",
+    "MaskLogits",
     "MaskPrompt",
     "OfficialMaskEmbedding",
     "OfficialPromptEncoder",
     "OfficialSamModel",
+    "PromptGroup",
     "PromptMode",
     "RefineResult",
     "SamRefiner",
     "ScaledQueryRelPosAttention",
+    "TrainingInputs",
     "load_official_model",
     "load_official_state_dict",
     "mask_box",

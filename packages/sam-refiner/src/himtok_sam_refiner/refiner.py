@@ -24,6 +24,7 @@ from .official_prompts import (
 )
 from .official_weights import PIXEL_MEAN, PIXEL_STD, load_official_model
 from .result import MaskDetails, MaskPrompt, RefineResult
+from .training import MaskLogits, PromptGroup, TrainingInputs
 
 PromptMode = Literal["official", "box+points"]
 PROMPT_MODES = ("official", "box+points")
@@ -129,27 +130,109 @@ class SamRefiner:
         self.model.to(device)
         return self
 
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write a directory `from_pretrained` loads: the SAM weights (safetensors), config and processor.
+
+        Only standard SAM weights have this layout; the released refiner is kept as its official `sam.pth`.
+        """
+        if self.official:
+            raise ValueError(
+                "the released refiner has no transformers layout: keep its sam.pth (official_state_dict gives "
+                "the weights under the official names)"
+            )
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        assert self.image_processor is not None
+        SamProcessor(self.image_processor).save_pretrained(path)
+        return path
+
+    def preprocess(self, images: Sequence[Any]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """Pixel values [N, 3, F, F] on the model's device and dtype (PIL images or uint8 arrays), and each
+        image's size in the input frame."""
+        images = [as_image(image, f"images[{i}]") for i, image in enumerate(images)]
+        if not images:
+            return torch.zeros(0, 3, self.frame, self.frame, device=self.device, dtype=self.dtype), []
+        if self.official:
+            stretched = torch.stack([stretch_image(image, self.frame) for image in images])
+            pixels = normalize_pixels(stretched, PIXEL_MEAN, PIXEL_STD)
+            resized = [(self.frame, self.frame)] * len(images)
+        else:
+            assert self.image_processor is not None
+            processed = self.image_processor(images=images, return_tensors="pt")
+            pixels = processed["pixel_values"]
+            resized = [(int(h), int(w)) for h, w in processed["reshaped_input_sizes"].tolist()]
+        return pixels.to(self.device, self.dtype), resized
+
     @torch.inference_mode()
     def embed(self, images: Sequence[Any]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """Image embeddings [N, C, e, e] (PIL images or uint8 arrays), and each image's size in the input frame."""
         images = [as_image(image, f"images[{i}]") for i, image in enumerate(images)]
         embeddings, resized = [], []
         for chunk in _chunks(range(len(images)), self.image_batch_size):
-            if self.official:
-                stretched = torch.stack([stretch_image(images[i], self.frame) for i in chunk])
-                pixels = normalize_pixels(stretched, PIXEL_MEAN, PIXEL_STD)
-                resized += [(self.frame, self.frame)] * len(chunk)
-            else:
-                assert self.image_processor is not None
-                processed = self.image_processor(images=[images[i] for i in chunk], return_tensors="pt")
-                pixels = processed["pixel_values"]
-                resized += [(int(h), int(w)) for h, w in processed["reshaped_input_sizes"].tolist()]
-            pixels = pixels.to(self.device, self.dtype)
+            pixels, sizes = self.preprocess([images[i] for i in chunk])
+            resized += sizes
             embeddings.append(self.model.get_image_embeddings(pixels))
         if not embeddings:
             side = self.grid // 4
             return torch.zeros(0, self.channels, side, side, device=self.device), []
         return torch.cat(embeddings), resized
+
+    def training_inputs(self, images: Any, coarse: Any) -> TrainingInputs:
+        """The inputs of a differentiable forward (`forward_logits`): pixel values and the box+points prompts
+        `refine` builds for each coarse mask (same arguments as `refine`). Standard SAM weights only."""
+        if self.official:
+            raise ValueError(
+                "fine-tuning takes standard SAM weights (box+points prompts), not the released refiner"
+            )
+        batch = normalize(images, coarse)
+        pixels, resized = self.preprocess(batch.images)
+        planned: list[int] = []
+        groups: dict[int, list[tuple[int, _Plan]]] = {}
+        for i, mask in enumerate(batch.masks):
+            binary = resize_map(mask, batch.size(i)).numpy() > self.settings.threshold
+            if binary.any():
+                plan = self._plan(mask, binary, resized[int(batch.image_index[i])])
+                groups.setdefault(len(plan.points), []).append((i, plan))
+                planned.append(i)
+        prompts = [
+            PromptGroup(
+                rows=[i for i, _ in members],
+                points=torch.stack([p.points for _, p in members])[:, None].to(self.device, self.dtype),
+                labels=torch.stack([p.labels for _, p in members])[:, None].to(self.device),
+                boxes=torch.stack([p.box for _, p in members])[:, None].to(self.device, self.dtype),
+                masks=torch.stack([p.dense for _, p in members])[:, None].to(self.device, self.dtype),
+            )
+            for members in groups.values()
+        ]
+        sizes = [batch.size(i) for i in range(len(batch.masks))]
+        return TrainingInputs(
+            pixels, resized, batch.image_index, sizes, prompts, np.asarray(planned, np.int64)
+        )
+
+    def forward_logits(self, embeddings: torch.Tensor, inputs: TrainingInputs) -> MaskLogits:
+        """SAM's 3 outputs for every planned mask, with gradients: low-resolution logits [P, 3, g, g] and IoU
+        estimates [P, 3], rows in the order of `inputs.planned` (masks with an empty coarse mask get no row)."""
+        order = {int(i): row for row, i in enumerate(inputs.planned)}
+        logits: list[torch.Tensor] = [torch.empty(0)] * len(order)
+        scores: list[torch.Tensor] = [torch.empty(0)] * len(order)
+        for group in inputs.prompts:
+            index = torch.as_tensor(inputs.image_index[group.rows], device=embeddings.device)
+            out = self.model(
+                image_embeddings=embeddings[index],
+                input_points=group.points,
+                input_labels=group.labels,
+                input_boxes=group.boxes,
+                input_masks=group.masks,
+                multimask_output=True,
+            )
+            for k, i in enumerate(group.rows):
+                logits[order[i]], scores[order[i]] = out.pred_masks[k, 0], out.iou_scores[k, 0]
+        if not order:
+            side = self.grid
+            empty = embeddings.new_zeros(0, 3, side, side)
+            return MaskLogits(empty, embeddings.new_zeros(0, 3), self.frame, inputs)
+        return MaskLogits(torch.stack(logits), torch.stack(scores), self.frame, inputs)
 
     @torch.inference_mode()
     def refine(
