@@ -120,6 +120,7 @@ def test_run_writes_checkpoint_metrics_and_report(tmp_path: Path) -> None:
     assert set(references) == {"bounding box", "64px ceiling"}
     assert 0 < references["bounding box"] < references["64px ceiling"] <= 1
     assert {"usage", "perplexity"} <= set(report["training_codes"])
+    assert report["training_codes"]["usage"] > 0, "the run ends on a log step: the last window is reported"
     for name in ("reconstructions.png", "iou_vs_tokens.png"):
         assert (run / "report" / name).stat().st_size > 1000
 

@@ -99,6 +99,7 @@ class Trainer(TrainLoop):
         super().__init__(config, out, info)
         self.config: TrainConfig = config
         self.iou_stalls = 0  # consecutive evaluations where IoU@32 did not beat IoU@8
+        self.last_window_codes: dict[str, Any] | None = None
 
         specs = [parse_data_spec(text) for text in config.data]
         sources = [build_source(spec, self.skips) for spec in specs]
@@ -228,7 +229,14 @@ class Trainer(TrainLoop):
                 f"codebook usage collapsed: {codes['codes_used']} codes used in the last "
                 f"{window_steps} steps (perplexity {codes['perplexity']:.1f})"
             )
+        self.last_window_codes = codes
         self.codes.reset()
+
+    def final_code_summary(self) -> dict[str, Any]:
+        """Code usage of the last steps: the open window, or the last logged one when the run ended on a log step."""
+        codes = self.code_summary()  # a collective: every rank takes part
+        empty = codes["usage"] == 0 and codes["codes_used"] == 0
+        return self.last_window_codes if empty and self.last_window_codes is not None else codes
 
     def periodic_evaluation(self, record: dict[str, Any], bar: Any) -> None:
         evaluation = self.run_validation(self.config.val_size_during)
@@ -258,7 +266,7 @@ def finish(trainer: Trainer) -> dict[str, Any] | None:
     """Final validation on every validation mask, the report, and the cross-rank weight check."""
     info = trainer.info
     digest = check_same_weights(trainer)
-    training_codes = trainer.code_summary()  # a collective: every rank takes part
+    training_codes = trainer.final_code_summary()
     if not info.is_main:
         return None
     evaluation = trainer.run_validation(trainer.config.val_size, keep_examples=REPORT_EXAMPLES)
