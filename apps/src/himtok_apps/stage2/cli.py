@@ -116,7 +116,7 @@ def build_parser(stage: int) -> argparse.ArgumentParser:
     group.add_argument("--eval-every", type=int, metavar="N", help="steps between evaluations (default 250)")
     group.add_argument("--ckpt-every", type=int, metavar="N", help="steps between checkpoints (default 250)")
     group.add_argument("--keep-checkpoints", type=int, metavar="N", help="checkpoints kept (default 2)")
-    group.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process (default 2)")
+    group.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process (default 1)")
     group.add_argument(
         "--halt-after", type=int, metavar="N", help="stop after N steps as if killed (testing)"
     )

@@ -70,7 +70,7 @@ class Stage2Config:
     ckpt_every: int = 250
     keep_checkpoints: int = 2
     halt_after: int | None = None
-    threads: int | None = 2
+    threads: int | None = 1  # as stage 1: on a small shared CPU, extra intra-op threads thrash
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a one-line message for the first bad setting."""
