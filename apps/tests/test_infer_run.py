@@ -450,3 +450,19 @@ def test_torchrun_two_processes(tiny_himtok_dir: Path, images: dict[str, Path], 
     assert [r["id"] for r in records(out)] == ["wide", "tall", "square"]
     assert all(r["error"] is None for r in records(out))
     assert "2 processes" in done.stderr
+
+
+def test_no_arguments_segments_the_demo_scenes_with_the_shipped_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from himtok_apps.infer.config import DEFAULT_MODEL, DEMO_MODEL_REQUESTS
+
+    if not (DEFAULT_MODEL / "himtok.json").is_file():
+        pytest.skip("the demo model is not shipped")
+    monkeypatch.chdir(tmp_path)  # the default output folder is runs/infer-<timestamp>/ under the working directory
+    assert main(["--threads", "1", "--quiet"]) == 0
+    [out] = list((tmp_path / "runs").iterdir())
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    expected = [json.loads(line)["id"] for line in DEMO_MODEL_REQUESTS.read_text().splitlines()]
+    assert [line["id"] for line in lines] == expected
+    assert any(line["masks"] for line in lines), "the demo model writes masks"
