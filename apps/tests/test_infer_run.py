@@ -459,7 +459,8 @@ def test_no_arguments_segments_the_demo_scenes_with_the_shipped_model(
 
     if not (DEFAULT_MODEL / "himtok.json").is_file():
         pytest.skip("the demo model is not shipped")
-    monkeypatch.chdir(tmp_path)  # the default output folder is runs/infer-<timestamp>/ under the working directory
+    # the default output folder is runs/infer-<timestamp>/ under the working directory
+    monkeypatch.chdir(tmp_path)
     assert main(["--threads", "1", "--quiet"]) == 0
     [out] = list((tmp_path / "runs").iterdir())
     lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

@@ -22,6 +22,8 @@ from .result import MaskDetails, MaskPrompt, RefineResult
 from .tiny import tiny_sam, tiny_sam_config
 from .training import MaskLogits, PromptGroup, TrainingInputs
 
+__version__ = "0.1.0"
+
 __all__ = [
     "PIXEL_MEAN",
     "PIXEL_STD",
@@ -40,6 +42,7 @@ __all__ = [
     "SamRefiner",
     "ScaledQueryRelPosAttention",
     "TrainingInputs",
+    "__version__",
     "load_official_model",
     "load_official_state_dict",
     "mask_box",
