@@ -117,6 +117,8 @@ def isolation(session: nox.Session) -> None:
             str(python),
             "--find-links",
             str(wheelhouse),
+            # a wheel of the same version cached by an earlier run must not stand in for the one just built
+            *[arg for sibling in PACKAGES for arg in ("--refresh-package", sibling)],
             name,
             external=True,
         )
