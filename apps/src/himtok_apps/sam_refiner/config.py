@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from himtok_apps.training.runconfig import config_from_dict, config_to_json, load_config
+from himtok_apps.training.runconfig import (
+    check_at_least_one,
+    check_fresh_out,
+    check_schedule,
+    config_from_dict,
+    config_to_json,
+    load_config,
+)
 
 APPS_DIR = Path(__file__).resolve().parents[3]
 SHIPPED_TOKENIZER = APPS_DIR / "data" / "shapes-coco-tokenizer"
@@ -84,13 +91,7 @@ class RefinerTrainConfig:
             "ckpt_every": self.ckpt_every,
             "keep_checkpoints": self.keep_checkpoints,
         }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("halt_after", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        check_at_least_one({**positive, "halt_after": self.halt_after, "threads": self.threads})
         if self.tiny_frame < 64 or self.tiny_frame % 16:
             raise ValueError(f"--tiny-frame must be a multiple of 16, at least 64, got {self.tiny_frame}")
         if not 1 <= self.min_tokens <= self.max_tokens <= 32:
@@ -103,12 +104,7 @@ class RefinerTrainConfig:
             raise ValueError(
                 f"--max-radius is a fraction of the image side in [0, 0.25], got {self.max_radius}"
             )
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(
-                f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
-            )
+        check_schedule(self)
         if min(self.warmup_steps, self.weight_decay, self.grad_clip) < 0:
             raise ValueError("--warmup-steps, --weight-decay and --grad-clip must be >= 0")
         if (
@@ -116,12 +112,7 @@ class RefinerTrainConfig:
             or not self.bce_weight + self.dice_weight > 0
         ):
             raise ValueError("loss weights must be >= 0, and --bce-weight + --dice-weight > 0")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"--ema is a decay in [0, 1), got {self.ema}")
-        if self.resume is None and self.out is not None and (Path(self.out) / "run_config.json").exists():
-            raise ValueError(
-                f"--out {self.out!r} already holds a run: --resume {self.out} continues it, or pick another --out"
-            )
+        check_fresh_out(self)
 
     def to_json(self) -> str:
         return config_to_json(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from himtok_apps.training.loop import read_deepspeed_config
+from himtok_apps.training.runconfig import check_at_least_one, check_fresh_out, check_schedule
 
 APPS_DIR = Path(__file__).resolve().parents[3]
 SAMPLE_DIR = APPS_DIR / "data" / "coco-masks"
@@ -106,25 +107,20 @@ class TrainConfig:
             "keep_checkpoints": self.keep_checkpoints,
             "val_size_during": self.val_size_during,
         }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("val_size", "halt_after", "threads", "train_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(
-                f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
-            )
+        check_at_least_one(
+            {
+                **positive,
+                "val_size": self.val_size,
+                "halt_after": self.halt_after,
+                "threads": self.threads,
+                "train_size": self.train_size,
+            }
+        )
+        check_schedule(self)
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.vq_warmup_steps < 0:
             raise ValueError(
                 "--warmup-steps, --vq-warmup-steps, --weight-decay and --grad-clip must be non-negative"
             )
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 <= self.hml_levels < 32:
             raise ValueError(f"--hml-levels must lie in 0..31, got {self.hml_levels}")
         if not self.level_offset > -1:
@@ -145,10 +141,7 @@ class TrainConfig:
                 raise ValueError(
                     f"--deepspeed sets train_micro_batch_size_per_gpu={micro} but --batch-size is {self.batch_size}"
                 )
-        if self.resume is None and self.out is not None and (Path(self.out) / "run_config.json").exists():
-            raise ValueError(
-                f"--out {self.out!r} already holds a run: --resume {self.out} continues it, or pick another --out"
-            )
+        check_fresh_out(self)
         if self.resume is not None and not (Path(self.resume) / "run_config.json").is_file():
             raise ValueError(f"--resume {self.resume!r} is not a stage-1 run folder (no run_config.json)")
 

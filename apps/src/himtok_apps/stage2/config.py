@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from himtok_apps.training.loop import read_deepspeed_config
-from himtok_apps.training.runconfig import config_from_dict, config_to_json, load_config
+from himtok_apps.training.runconfig import (
+    check_at_least_one,
+    check_fresh_out,
+    check_schedule,
+    config_from_dict,
+    config_to_json,
+    load_config,
+)
 
 APPS_DIR = Path(__file__).resolve().parents[3]
 SHIPPED_TOKENIZER = APPS_DIR / "data" / "shapes-coco-tokenizer"
@@ -104,25 +111,12 @@ class Stage2Config:
             "val_size_during": self.val_size_during,
             "eval_max_new_tokens": self.eval_max_new_tokens,
         }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        for name in ("halt_after", "threads"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes}")
-        if not self.lr > 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(
-                f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {self.lr}, {self.min_lr_ratio}"
-            )
+        check_at_least_one({**positive, "halt_after": self.halt_after, "threads": self.threads})
+        check_schedule(self)
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0 or self.mask_loss_weight < 0:
             raise ValueError(
                 "--warmup-steps, --weight-decay, --grad-clip and --mask-loss-weight must be >= 0"
             )
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"--ema is a decay in [0, 1), got {self.ema}")
         if not 0 <= self.hml_levels < 32:
             raise ValueError(f"--hml-levels must lie in 0..31, got {self.hml_levels}")
         if not self.decoder_lr_scale > 0:
@@ -139,10 +133,7 @@ class Stage2Config:
                 raise ValueError(
                     f"--deepspeed sets train_micro_batch_size_per_gpu={micro} but --batch-size is {self.batch_size}"
                 )
-        if self.resume is None and self.out is not None and (Path(self.out) / "run_config.json").exists():
-            raise ValueError(
-                f"--out {self.out!r} already holds a run: --resume {self.out} continues it, or pick another --out"
-            )
+        check_fresh_out(self)
 
     @property
     def trains_decoder(self) -> bool:

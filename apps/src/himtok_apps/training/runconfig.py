@@ -54,3 +54,30 @@ def merge_resume(
     stored.update(explicit)
     stored["out"] = str(run)
     return config_from_dict(cls, stored)
+
+
+def check_at_least_one(values: dict[str, int | None]) -> None:
+    """``ValueError`` naming the first flag below 1 (``None``: not set, allowed)."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+def check_schedule(config: Any) -> None:
+    """The checks every trainer makes on ``max_minutes``, ``lr``, ``min_lr_ratio`` and ``ema``."""
+    if config.max_minutes is not None and config.max_minutes <= 0:
+        raise ValueError(f"--max-minutes must be positive, got {config.max_minutes}")
+    if not config.lr > 0 or not 0 <= config.min_lr_ratio <= 1:
+        raise ValueError(
+            f"need --lr > 0 and 0 <= --min-lr-ratio <= 1, got {config.lr}, {config.min_lr_ratio}"
+        )
+    if not 0 <= config.ema < 1:
+        raise ValueError(f"--ema is a decay in [0, 1), got {config.ema}")
+
+
+def check_fresh_out(config: Any) -> None:
+    """A new run may not write into a folder that already holds one."""
+    if config.resume is None and config.out is not None and (Path(config.out) / "run_config.json").exists():
+        raise ValueError(
+            f"--out {config.out!r} already holds a run: --resume {config.out} continues it, or pick another --out"
+        )
